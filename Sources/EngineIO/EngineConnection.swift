@@ -1,0 +1,118 @@
+import NIOCore
+
+// The seam between Engine.IO and whatever rides on it (Socket.IO, or the bare echo
+// server of the conformance fixture). Engine.IO owns transports, heartbeats and
+// upgrades; the upper layer sees only messages in, messages out and one close.
+
+/// One Engine.IO `message` packet, encoded once so it can be written to any number of
+/// connections without being serialised again (a broadcast shares the same bytes).
+public struct EngineMessage: Sendable, Hashable {
+    /// Text payload as UTF-8, or raw binary payload. Never carries the `4` type prefix:
+    /// transports add their own framing.
+    public let payload: ByteBuffer
+    public let isBinary: Bool
+
+    public init(text: String) {
+        self.payload = ByteBuffer(string: text)
+        self.isBinary = false
+    }
+
+    /// `utf8` must hold valid UTF-8 (typically JSON the caller just encoded).
+    public init(textUTF8 utf8: ByteBuffer) {
+        self.payload = utf8
+        self.isBinary = false
+    }
+
+    public init(binary: ByteBuffer) {
+        self.payload = binary
+        self.isBinary = true
+    }
+
+    /// The payload as a String; only meaningful for text messages.
+    public var text: String { String(buffer: payload) }
+}
+
+/// What the HTTP request that opened a session looked like: the upper layer needs it for
+/// the Socket.IO handshake object (headers, query, address, time).
+public struct EngineHandshakeRequest: Sendable {
+    public var uri: String
+    public var headers: [(name: String, value: String)]
+    public var query: [String: String]
+    public var remoteAddress: String?
+    public var isSecure: Bool
+    /// Seconds since 1970.
+    public var issuedAt: Double
+
+    public init(
+        uri: String,
+        headers: [(name: String, value: String)],
+        query: [String: String],
+        remoteAddress: String?,
+        isSecure: Bool,
+        issuedAt: Double
+    ) {
+        self.uri = uri
+        self.headers = headers
+        self.query = query
+        self.remoteAddress = remoteAddress
+        self.isSecure = isSecure
+        self.issuedAt = issuedAt
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+}
+
+/// Why an Engine.IO connection ended. Raw values are the reason strings socket.io uses,
+/// so they can be passed through to `disconnect` listeners unchanged.
+public enum EngineCloseReason: String, Sendable, Hashable {
+    case transportClose = "transport close"
+    case transportError = "transport error"
+    case pingTimeout = "ping timeout"
+    case parseError = "parse error"
+    case forcedClose = "forced close"
+    case serverShuttingDown = "server shutting down"
+    case slowClient = "slow client"
+}
+
+/// One live Engine.IO connection, as the upper layer sees it. Implementations are
+/// thread-safe: `send` and `close` may be called from anywhere; they hop to `eventLoop`.
+/// Writes made during one event-loop tick are flushed together at its end.
+public protocol EngineConnection: AnyObject, Sendable {
+    /// The Engine.IO session id (`sid` of the open packet).
+    var id: String { get }
+    /// The loop every callback of this connection runs on. Upper-layer per-connection
+    /// state may be confined to it without locks.
+    var eventLoop: any EventLoop { get }
+    var handshake: EngineHandshakeRequest { get }
+    /// `"polling"` or `"websocket"`; changes once on upgrade.
+    var transportName: String { get }
+
+    /// Queue messages; they go out in order. If the connection's bounded outbound
+    /// buffer is full the connection is closed with `.slowClient`.
+    func send(_ messages: [EngineMessage])
+    /// Close the connection; `delegate.connectionDidClose` follows exactly once.
+    func close(reason: EngineCloseReason)
+
+    /// Set by the upper layer in `EngineServerDelegate.engineDidOpen`, before any
+    /// message is delivered.
+    var delegate: (any EngineConnectionDelegate)? { get set }
+}
+
+extension EngineConnection {
+    public func send(_ message: EngineMessage) { send([message]) }
+}
+
+/// Receives what one connection delivers. Every call happens on the connection's
+/// `eventLoop`, in order; `connectionDidClose` is the last call.
+public protocol EngineConnectionDelegate: AnyObject, Sendable {
+    func connection(_ connection: any EngineConnection, didReceive message: EngineMessage)
+    func connectionDidClose(_ connection: any EngineConnection, reason: EngineCloseReason)
+}
+
+/// Told about every new connection of one Engine.IO server (one path, e.g. `/socket.io/`).
+/// Called on the new connection's `eventLoop`; set `connection.delegate` before returning.
+public protocol EngineServerDelegate: AnyObject, Sendable {
+    func engineDidOpen(_ connection: any EngineConnection)
+}
