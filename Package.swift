@@ -42,6 +42,7 @@ let package = Package(
             dependencies: [
                 "EngineIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -93,7 +94,14 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"]),
-        .testTarget(name: "SocketIOTests", dependencies: ["SocketIO", "EngineIO"]),
+        .testTarget(
+            name: "SocketIOTests",
+            dependencies: [
+                "SocketIO", "EngineIO",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "SocketIONIOTests",
             dependencies: [
