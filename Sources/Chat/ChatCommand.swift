@@ -37,7 +37,7 @@ struct ChatCommand: AsyncParsableCommand {
     var amqpURL: String = Env.string("AMQP_URL") ?? "amqp://guest:guest@localhost:5672"
 
     @Option(help: "Name of this node in logs and cluster messages (env NODE_NAME; default chat-<port>).")
-    var nodeName: String? = Env.string("NODE_NAME")
+    var nodeName: String = Env.string("NODE_NAME") ?? ""
 
     @Option(help: "Folder with the page's files (env PUBLIC_DIR).")
     var publicDir: String = Env.string("PUBLIC_DIR") ?? "Public"
@@ -73,7 +73,7 @@ struct ChatCommand: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
-        let name = nodeName ?? "chat-\(port)"
+        let name = nodeName.isEmpty ? "chat-\(port)" : nodeName
         var logger = Logger(label: "chat")
         logger[metadataKey: "node"] = "\(name)"
 
@@ -143,8 +143,9 @@ struct ChatNodeService: Service {
         await backend.start()
         try await io.start()
         try await http.start()
-        print("listening on http://\(http.configuration.host):\(http.port ?? http.configuration.port)")
-        fflush(stdout)
+        // Written unbuffered: scripts wait for this line to know the node accepts connections.
+        let line = "listening on http://\(http.configuration.host):\(http.port ?? http.configuration.port)\n"
+        FileHandle.standardOutput.write(Data(line.utf8))
         try? await gracefulShutdown()
         logger.info("shutting down: closing client connections so they reconnect elsewhere")
         await http.shutdown()
