@@ -49,13 +49,20 @@ class SioServerProcess:
     """One running fixture server. Its output is drained in a thread so a chatty
     server can never block on a full pipe; the last lines are kept for diagnostics."""
 
-    def __init__(self, binary: Path, name: str = "sio-conformance"):
+    def __init__(
+        self,
+        binary: Path,
+        name: str = "sio-conformance",
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ):
         if not binary.exists():
             raise RuntimeError(
                 f"fixture binary {binary} does not exist: run `swift build` first "
                 "or point SIO_FIXTURE at a built sio-conformance"
             )
-        self.port = free_loopback_port()
+        self.port = port or free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
         TEST_OUTPUT.mkdir(exist_ok=True)
         self.log_path = TEST_OUTPUT / f"{name}-{self.port}.log"
@@ -63,7 +70,9 @@ class SioServerProcess:
         self.recent_output: collections.deque[str] = collections.deque(maxlen=200)
         self._listening = threading.Event()
         self.process = subprocess.Popen(
-            [str(binary), "--port", str(self.port), "--host", "127.0.0.1"],
+            [str(binary), "--port", str(self.port), "--host", "127.0.0.1", *extra_args],
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
