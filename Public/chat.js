@@ -42,6 +42,7 @@
     room: params.get("room") || localStorage.getItem("chat.room") || "general",
     rooms: [],
     seen: new Set(),          // message ids already shown (history + live + recovery overlap)
+    pending: [],              // own messages shown before the server's answer: {text, item}
     typingPeople: new Map(),  // name -> timer
   };
   $("name-input").value = state.name;
@@ -110,6 +111,7 @@
 
   function markDelivered(item, reply) {
     const delivery = item.querySelector(".delivery");
+    state.pending = state.pending.filter((entry) => entry.item !== item);
     if (reply && reply.ok) {
       item.dataset.id = reply.id;
       state.seen.add(reply.id);
@@ -169,6 +171,7 @@
     if (!state.rooms.includes(state.room)) state.rooms.push(state.room);
     messages.replaceChildren();
     state.seen.clear();
+    state.pending = [];
     for (const message of snapshot.history || []) appendMessage(message);
     messages.scrollTop = messages.scrollHeight;
     renderRooms();
@@ -202,6 +205,12 @@
   socket.on("welcome", (snapshot) => enterRoom(snapshot));
   socket.on("message", (message) => {
     if (message.room && message.room !== state.room) return;
+    // Our own broadcast may arrive before the ack: it is the line already shown as pending.
+    const own = message.name === state.name && state.pending.find((entry) => entry.text === message.text);
+    if (own) {
+      markDelivered(own.item, { ok: true, id: message.id, date: message.date });
+      return;
+    }
     state.typingPeople.delete(message.name);
     renderTyping();
     appendMessage(message);
@@ -231,6 +240,7 @@
     const text = input.value.trim();
     if (!text) return;
     const item = appendMessage({ text, name: state.name, date: new Date().toISOString() }, { pending: true });
+    state.pending.push({ text, item });
     input.value = "";
     sendTyping(false);
     socket.timeout(10000).emit("message", text, (err, reply) => {
