@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "AMQPClient", targets: ["AMQPProtocol", "AMQPClient"]),
         .executable(name: "sio-conformance", targets: ["SIOConformance"]),
         .executable(name: "amqp-bench", targets: ["AMQPBench"]),
+        .library(name: "SocketIORabbitMQ", targets: ["SocketIORabbitMQ"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -91,6 +92,17 @@ let package = Package(
             ]
         ),
 
+        // MARK: Cluster adapter
+        .target(
+            name: "SocketIORabbitMQ",
+            dependencies: [
+                "EngineIO", "SocketIO", "AMQPClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+
         // MARK: Tests
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"]),
         .testTarget(name: "SocketIOTests", dependencies: ["SocketIO", "EngineIO"]),
@@ -103,6 +115,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "AMQPProtocolTests", dependencies: ["AMQPProtocol"]),
+        .testTarget(name: "SocketIORabbitMQTests", dependencies: ["SocketIORabbitMQ", "EngineIO"]),
         .testTarget(
             name: "AMQPClientTests",
             dependencies: [
