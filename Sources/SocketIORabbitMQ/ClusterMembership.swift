@@ -28,6 +28,12 @@ public struct ClusterMembership: Sendable {
         return gone
     }
 
+    /// Our own broker connection was down, so silence proved nothing: count every known
+    /// node as heard now, giving it a full timeout to speak again.
+    public mutating func refreshAll(atNanoseconds now: UInt64) {
+        for node in lastHeard.keys { lastHeard[node] = now }
+    }
+
     public var liveNodes: Set<String> { Set(lastHeard.keys) }
     public var liveNodeCount: Int { lastHeard.count }
     /// This node plus every live peer, as socket.io's `serverCount()` reports it.

@@ -63,6 +63,22 @@ public struct RemoteSocketRecord: Sendable, Hashable {
     }
 }
 
+/// A disconnected socket's state, kept in the recovery stream for any node to restore.
+public struct SessionRecord: Sendable, Hashable {
+    public var privateId: String
+    public var socketId: String
+    public var rooms: [String]
+    /// `socket.data`, encoded by the Socket.IO layer (JSON text).
+    public var data: ByteBuffer
+
+    public init(privateId: String, socketId: String, rooms: [String], data: ByteBuffer) {
+        self.privateId = privateId
+        self.socketId = socketId
+        self.rooms = rooms
+        self.data = data
+    }
+}
+
 /// A cluster request is answered on the asker's own queue and matched by this id.
 public typealias ClusterRequestID = UInt64
 
@@ -85,6 +101,14 @@ public enum ClusterPayload: Sendable, Hashable {
     case broadcastAck(request: ClusterRequestID, packet: EncodedPacket)
     /// The node leaves the cluster on purpose; peers drop it from membership at once.
     case adapterClose
+    /// Recovery stream only: a packet clients may have missed, with the offset that was
+    /// appended to its arguments (the client sends it back when it reconnects).
+    case recoverablePacket(offset: String, selection: ClusterSocketSelection, packet: EncodedPacket)
+    /// Recovery stream only: what a socket had when it lost its connection.
+    case sessionRecord(SessionRecord)
+    /// Recovery stream only: appended by a restoring node, which reads the stream up to it
+    /// (a stream has no "current end" a consumer could ask for).
+    case streamProbe(id: String)
 
     /// Wire type byte. Values follow socket.io's numbering so logs read alike.
     var typeCode: UInt8 {
@@ -101,6 +125,9 @@ public enum ClusterPayload: Sendable, Hashable {
         case .broadcastClientCount: return 11
         case .broadcastAck: return 12
         case .adapterClose: return 13
+        case .recoverablePacket: return 14
+        case .sessionRecord: return 15
+        case .streamProbe: return 16
         }
     }
 
@@ -205,6 +232,17 @@ public enum ClusterMessageCodec {
         case .broadcastClientCount(let request, let count):
             buffer.writeInteger(request)
             buffer.writeInteger(count)
+        case .recoverablePacket(let offset, let selection, let packet):
+            buffer.writeShortString(offset)
+            buffer.writeSelection(selection)
+            buffer.writePacket(packet)
+        case .sessionRecord(let session):
+            buffer.writeShortString(session.privateId)
+            buffer.writeShortString(session.socketId)
+            buffer.writeStringList(session.rooms)
+            buffer.writeBlob(session.data)
+        case .streamProbe(let id):
+            buffer.writeShortString(id)
         }
     }
 
@@ -263,6 +301,16 @@ public enum ClusterMessageCodec {
             let request: ClusterRequestID = try buffer.read("request")
             payload = .broadcastAck(request: request, packet: try buffer.readPacket())
         case 13: payload = .adapterClose
+        case 14:
+            let offset = try buffer.readShortString("offset")
+            let selection = try buffer.readSelection()
+            payload = .recoverablePacket(offset: offset, selection: selection, packet: try buffer.readPacket())
+        case 15:
+            let privateId = try buffer.readShortString("session.privateId")
+            let socketId = try buffer.readShortString("session.socketId")
+            let rooms = try buffer.readStringList("session.rooms")
+            payload = .sessionRecord(SessionRecord(privateId: privateId, socketId: socketId, rooms: rooms, data: try buffer.readBlob("session.data")))
+        case 16: payload = .streamProbe(id: try buffer.readShortString("probe.id"))
         default: throw .unknownType(type)
         }
         guard buffer.readableBytes == 0 else { throw .trailingBytes(buffer.readableBytes) }
@@ -271,7 +319,7 @@ public enum ClusterMessageCodec {
 
     private static func estimatedBodySize(_ payload: ClusterPayload) -> Int {
         switch payload {
-        case .broadcast(_, _, let packet, _), .serverSideEmit(_, let packet),
+        case .broadcast(_, _, let packet, _), .serverSideEmit(_, let packet), .recoverablePacket(_, _, let packet),
              .serverSideEmitResponse(_, let packet), .broadcastAck(_, let packet):
             return packet.messages.reduce(0) { $0 + 5 + $1.payload.readableBytes }
         default:

@@ -39,11 +39,14 @@ final class ClusterMessageCodecTests: XCTestCase {
             .broadcastClientCount(request: 6, clientCount: 1234),
             .broadcastAck(request: 6, packet: packet),
             .adapterClose,
+            .recoverablePacket(offset: "node-a.7f3c-1z", selection: selection, packet: packet),
+            .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: ["sock1", "r"], data: ByteBuffer(string: "{}"))),
+            .streamProbe(id: "probe-1"),
         ]
         for payload in payloads { try roundTrip(payload) }
         // Distinct types really are distinct on the wire.
         let codes = Set(payloads.map(\.typeCode))
-        XCTAssertEqual(codes.count, 13)
+        XCTAssertEqual(codes.count, 16)
     }
 
     func testBroadcastCarriesTheEngineMessagesByteForByte() throws {

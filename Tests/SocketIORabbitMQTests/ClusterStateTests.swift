@@ -15,8 +15,16 @@ final class ClusterMembershipTests: XCTestCase {
         XCTAssertEqual(membership.expire(atNanoseconds: 15), [], "c was heard 10 ago: exactly the timeout is still alive")
         XCTAssertEqual(membership.expire(atNanoseconds: 16), ["c"])
         XCTAssertEqual(membership.liveNodes, ["b"])
-        XCTAssertEqual(membership.expire(atNanoseconds: 19), [])
+        XCTAssertEqual(membership.expire(atNanoseconds: 18), [], "b was heard at 8")
         XCTAssertEqual(membership.serverCount, 2)
+    }
+
+    func testRefreshAllGivesEveryNodeAFullTimeoutAfterOurOwnOutage() {
+        var membership = ClusterMembership(heartbeatTimeoutNanoseconds: 10)
+        membership.heard(from: "b", atNanoseconds: 0)
+        membership.refreshAll(atNanoseconds: 30)
+        XCTAssertEqual(membership.expire(atNanoseconds: 40), [])
+        XCTAssertEqual(membership.expire(atNanoseconds: 41), ["b"])
     }
 
     func testAdapterCloseRemovesAtOnce() {
@@ -40,6 +48,17 @@ final class ClusterDuplicateFilterTests: XCTestCase {
         XCTAssertTrue(filter.accept(origin: "a", sequence: 9), "gaps are allowed")
         filter.forget(origin: "a")
         XCTAssertEqual(filter.trackedOriginCount, 1)
+    }
+
+    func testSilentOriginsAreForgottenOnlyAfterTheRetention() {
+        var filter = ClusterDuplicateFilter(retentionNanoseconds: 100)
+        XCTAssertTrue(filter.accept(origin: "a", sequence: 1, atNanoseconds: 0))
+        XCTAssertTrue(filter.accept(origin: "b", sequence: 1, atNanoseconds: 50))
+        XCTAssertEqual(filter.forgetSilentOrigins(atNanoseconds: 100), 0)
+        XCTAssertFalse(filter.accept(origin: "a", sequence: 1, atNanoseconds: 100), "still remembered at the limit")
+        XCTAssertEqual(filter.forgetSilentOrigins(atNanoseconds: 101), 1)
+        XCTAssertEqual(filter.trackedOriginCount, 1)
+        XCTAssertTrue(filter.accept(origin: "a", sequence: 1, atNanoseconds: 102), "a forgotten origin starts over")
     }
 }
 
