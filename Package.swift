@@ -43,6 +43,7 @@ let package = Package(
             dependencies: [
                 "EngineIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -54,6 +55,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -105,13 +107,22 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"]),
-        .testTarget(name: "SocketIOTests", dependencies: ["SocketIO", "EngineIO"]),
+        .testTarget(
+            name: "SocketIOTests",
+            dependencies: [
+                "SocketIO", "EngineIO",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "SocketIONIOTests",
             dependencies: [
                 "SocketIONIO", "SocketIO", "EngineIO",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "AMQPProtocolTests", dependencies: ["AMQPProtocol"]),

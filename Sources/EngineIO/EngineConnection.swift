@@ -1,5 +1,9 @@
 import NIOCore
 
+// Changes since the skeleton (all behaviour-preserving, no API change):
+// - `EngineHandshakeRequest.header(_:)` no longer uses Foundation's caseInsensitiveCompare
+//   (EngineIO does not import Foundation, so it did not compile).
+
 // The seam between Engine.IO and whatever rides on it (Socket.IO, or the bare echo
 // server of the conformance fixture). Engine.IO owns transports, heartbeats and
 // upgrades; the upper layer sees only messages in, messages out and one close.
@@ -60,7 +64,8 @@ public struct EngineHandshakeRequest: Sendable {
     }
 
     public func header(_ name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        // ASCII case folding is enough for header names and keeps EngineIO free of Foundation.
+        headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 }
 

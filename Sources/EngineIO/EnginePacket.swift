@@ -1,0 +1,78 @@
+import NIOCore
+
+/// The seven Engine.IO v4 packet types; the raw value is the digit that starts a text packet.
+public enum EnginePacketType: UInt8, Sendable, Hashable, CaseIterable {
+    case open = 0
+    case close = 1
+    case ping = 2
+    case pong = 3
+    case message = 4
+    case upgrade = 5
+    case noop = 6
+
+    /// The ASCII digit written on the wire (`"0"` ... `"6"`).
+    var wireDigit: UInt8 { UInt8(ascii: "0") + rawValue }
+
+    init?(wireDigit: UInt8) {
+        guard wireDigit >= UInt8(ascii: "0") else { return nil }
+        self.init(rawValue: wireDigit - UInt8(ascii: "0"))
+    }
+}
+
+/// One Engine.IO packet. Only `message` packets can be binary; every other type carries
+/// an (often empty) text payload such as the `probe` of `2probe`.
+public struct EnginePacket: Sendable, Hashable {
+    public var type: EnginePacketType
+    /// Text payload as UTF-8 (without the type digit), or the raw bytes of a binary message.
+    public var payload: ByteBuffer
+    public var isBinary: Bool
+
+    public init(type: EnginePacketType, text: String = "") {
+        self.type = type
+        self.payload = ByteBuffer(string: text)
+        self.isBinary = false
+    }
+
+    public init(type: EnginePacketType, textUTF8: ByteBuffer) {
+        self.type = type
+        self.payload = textUTF8
+        self.isBinary = false
+    }
+
+    public init(message: EngineMessage) {
+        self.type = .message
+        self.payload = message.payload
+        self.isBinary = message.isBinary
+    }
+
+    public static func binaryMessage(_ bytes: ByteBuffer) -> EnginePacket {
+        var packet = EnginePacket(type: .message, textUTF8: bytes)
+        packet.isBinary = true
+        return packet
+    }
+
+    public static let ping = EnginePacket(type: .ping)
+    public static let pong = EnginePacket(type: .pong)
+    public static let close = EnginePacket(type: .close)
+    public static let noop = EnginePacket(type: .noop)
+    public static let probePong = EnginePacket(type: .pong, text: "probe")
+
+    public var text: String { String(buffer: payload) }
+
+    /// The message this packet carries, when it is a `message` packet.
+    public var message: EngineMessage? {
+        guard type == .message else { return nil }
+        return isBinary ? EngineMessage(binary: payload) : EngineMessage(textUTF8: payload)
+    }
+
+    /// Bytes this packet occupies in an outbound buffer; used for the slow-client budget.
+    public var approximateWireSize: Int { payload.readableBytes + 1 }
+}
+
+/// Why bytes from a client could not be read as Engine.IO packets. Every case closes the
+/// session with `EngineCloseReason.parseError`: the peer is not speaking Engine.IO v4.
+public enum EngineDecodingError: Error, Sendable, Hashable {
+    case emptyPacket
+    case unknownPacketType(UInt8)
+    case invalidBase64
+}

@@ -1,0 +1,144 @@
+import NIOCore
+
+/// Which sockets a broadcast (or a bulk operation) reaches.
+public struct BroadcastOptions: Sendable, Hashable {
+    /// Sockets in any of these rooms; all sockets of the namespace when empty.
+    public var rooms: Set<String>
+    /// Minus sockets in any of these rooms (a socket id is a room holding only that socket).
+    public var except: Set<String>
+    public var flags: BroadcastFlags
+
+    public init(rooms: Set<String> = [], except: Set<String> = [], flags: BroadcastFlags = BroadcastFlags()) {
+        self.rooms = rooms
+        self.except = except
+        self.flags = flags
+    }
+}
+
+public struct BroadcastFlags: Sendable, Hashable {
+    /// The packet may be dropped (it is never stored for connection state recovery).
+    public var volatile: Bool = false
+    /// Only sockets of this node: a cluster adapter must not forward the operation.
+    public var local: Bool = false
+    /// For acknowledged broadcasts: how long to wait for the answers.
+    public var timeout: TimeAmount?
+
+    public init(volatile: Bool = false, local: Bool = false, timeout: TimeAmount? = nil) {
+        self.volatile = volatile
+        self.local = local
+        self.timeout = timeout
+    }
+}
+
+/// A socket as `fetchSockets` reports it: a snapshot, possibly of a socket on another node.
+/// Act on it through the namespace (`socket.emit` here targets the socket's own room).
+public struct SocketDescription: Sendable, Hashable {
+    public var id: String
+    public var namespace: String
+    public var handshake: SocketIOHandshake
+    public var rooms: Set<String>
+    public var data: JSONValue
+
+    public init(id: String, namespace: String, handshake: SocketIOHandshake, rooms: Set<String>, data: JSONValue) {
+        self.id = id
+        self.namespace = namespace
+        self.handshake = handshake
+        self.rooms = rooms
+        self.data = data
+    }
+}
+
+/// What connection state recovery keeps of a socket after it lost its connection.
+public struct PersistedSession: Sendable, Hashable {
+    /// The socket id, restored on reconnection.
+    public var socketId: String
+    /// The private session id, known only to the client (sent in the CONNECT reply).
+    public var privateId: String
+    public var rooms: Set<String>
+    public var data: JSONValue
+
+    public init(socketId: String, privateId: String, rooms: Set<String>, data: JSONValue) {
+        self.socketId = socketId
+        self.privateId = privateId
+        self.rooms = rooms
+        self.data = data
+    }
+}
+
+/// A session found by `restoreSession`, with the EVENT payloads (offset already appended)
+/// the socket missed, in emission order.
+public struct RestoredSession: Sendable, Hashable {
+    public var session: PersistedSession
+    public var missedPackets: [JSONValue]
+
+    public init(session: PersistedSession, missedPackets: [JSONValue]) {
+        self.session = session
+        self.missedPackets = missedPackets
+    }
+}
+
+/// Errors an adapter may report for operations that cross nodes.
+public enum SocketIOAdapterError: Error, Sendable, Hashable {
+    /// Not every node answered before the timeout.
+    case timedOut
+    /// The adapter cannot do this (e.g. the transport to other nodes is down).
+    case unavailable(String)
+}
+
+/// The seam for clustering: everything that must see all nodes goes through the
+/// namespace's adapter. Mirrors socket.io-adapter's responsibilities.
+///
+/// Contract:
+/// * One adapter instance per namespace, made by `SocketIOServerConfiguration.adapterFactory`.
+/// * Room membership calls (`addAll`, `del`, `delAll`) describe **local** sockets and are
+///   made on the socket's event loop; they must be cheap and must not block (take a lock,
+///   never await the network).
+/// * `broadcast` encodes the packet once and writes it to every matching local socket
+///   (see `SocketIONamespace.deliver`), then (unless `flags.local`) forwards the packet to
+///   the other nodes, which do the same for theirs. It never fails: delivery is best-effort.
+/// * `broadcastWithAck` does the same; for every node that took part (this one included)
+///   `clientCount` is called once with the number of sockets it reached, and `ack` once
+///   per answer from any socket.
+/// * The async operations (`fetchSockets`, `serverSideEmit`, `serverCount`, ...) may
+///   cross the network and complete when all nodes answered or a timeout passed.
+/// * `persistSession` / `restoreSession` back connection state recovery; an adapter that
+///   keeps no log returns `nil` from `restoreSession`, and the client gets a new session.
+public protocol SocketIOAdapter: AnyObject, Sendable {
+    /// Called once when the namespace is created, before any socket joins.
+    func start() async throws
+    /// Called once when the server shuts down.
+    func close() async
+
+    /// The number of nodes in the cluster (1 for a single node).
+    func serverCount() async -> Int
+
+    func addAll(_ socketId: String, rooms: Set<String>)
+    func del(_ socketId: String, room: String)
+    func delAll(_ socketId: String)
+
+    func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions)
+    /// `packet.ackId` is already set; every receiver answers with that id.
+    func broadcastWithAck(
+        _ packet: SocketIOPacket,
+        options: BroadcastOptions,
+        clientCount: @escaping @Sendable (Int) -> Void,
+        ack: @escaping @Sendable (_ socketId: String, _ args: [JSONValue]) -> Void
+    )
+
+    /// Ids of the sockets in any of `rooms` (all sockets when empty), on this node.
+    func sockets(in rooms: Set<String>) -> Set<String>
+    /// The rooms a local socket is in, `nil` if it is unknown.
+    func socketRooms(_ socketId: String) -> Set<String>?
+
+    func fetchSockets(_ options: BroadcastOptions) async throws(SocketIOAdapterError) -> [SocketDescription]
+    func addSockets(_ options: BroadcastOptions, rooms: Set<String>)
+    func delSockets(_ options: BroadcastOptions, rooms: Set<String>)
+    func disconnectSockets(_ options: BroadcastOptions, close: Bool)
+
+    /// Sends `args` (event name first) to the other nodes' `onServerSideEmit` handlers.
+    /// With `expectAcks`, waits for one answer (first ack argument) per other node.
+    func serverSideEmit(_ args: [JSONValue], expectAcks: Bool, timeout: TimeAmount) async throws(SocketIOAdapterError) -> [JSONValue]
+
+    func persistSession(_ session: PersistedSession) async
+    func restoreSession(privateId: String, offset: String) async -> RestoredSession?
+}

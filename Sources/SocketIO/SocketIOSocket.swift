@@ -1,0 +1,340 @@
+import EngineIO
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Lets a handler answer an event the client sent with an ack id. Only the first call
+/// sends anything (as in socket.io); it may be called from any thread.
+public final class SocketIOAcknowledgement: Sendable {
+    private let sent = NIOLockedValueBox(false)
+    private let send: @Sendable ([JSONValue]) -> Void
+
+    init(send: @escaping @Sendable ([JSONValue]) -> Void) {
+        self.send = send
+    }
+
+    public func callAsFunction(_ args: JSONValue...) { callAsFunction(args) }
+
+    public func callAsFunction(_ args: [JSONValue]) {
+        let first = sent.withLockedValue { sent in
+            defer { sent = true }
+            return !sent
+        }
+        if first { send(args) }
+    }
+
+    /// Answers with one encoded value.
+    public func callAsFunction<T: Encodable>(encoding value: T) throws {
+        callAsFunction([try JSONValue(encoding: value)])
+    }
+}
+
+/// One client in one namespace.
+///
+/// Threading: the socket belongs to its connection's event loop. Handlers are called
+/// there; `emit`, `join`, `disconnect` and friends may be called from anywhere (they
+/// hop to the loop when needed). `data` is guarded by a lock so it can be read by
+/// `fetchSockets` from any thread.
+public final class SocketIOSocket: @unchecked Sendable {
+    // @unchecked Sendable: `handlers`, `anyHandlers`, `pendingAcks`, the disconnect
+    // handlers and `isConnected` are only read and written on `eventLoop` (asserted);
+    // everything else is immutable or behind a lock.
+
+    public typealias EventHandler = @Sendable (_ args: [JSONValue], _ ack: SocketIOAcknowledgement?) -> Void
+    public typealias AnyEventHandler = @Sendable (_ event: String, _ args: [JSONValue]) -> Void
+
+    /// The socket id (not the Engine.IO session id).
+    public let id: String
+    public let namespace: SocketIONamespace
+    public let handshake: SocketIOHandshake
+    /// Whether connection state recovery restored this socket's session.
+    public let recovered: Bool
+    public var eventLoop: any EventLoop { client.eventLoop }
+    /// The Engine.IO connection carrying this socket.
+    public var connection: any EngineConnection { client.connection }
+
+    let client: SocketIOClient
+    let privateId: String
+    private let dataBox: NIOLockedValueBox<JSONValue>
+    private let missedPackets: [JSONValue]
+    private let initialRooms: Set<String>
+
+    private var handlers: [String: [EventHandler]] = [:]
+    private var anyHandlers: [AnyEventHandler] = []
+    private var disconnectingHandlers: [@Sendable (SocketDisconnectReason) -> Void] = []
+    private var disconnectHandlers: [@Sendable (SocketDisconnectReason) -> Void] = []
+    private var pendingAcks: [UInt64: (Result<[JSONValue], SocketIOAckError>) -> Void] = [:]
+    private var isConnectedOnLoop = false
+
+    init(namespace: SocketIONamespace, client: SocketIOClient, auth: JSONValue, restored: RestoredSession?) {
+        self.namespace = namespace
+        self.client = client
+        self.handshake = SocketIOHandshake(engine: client.connection.handshake, auth: auth)
+        if let restored {
+            self.id = restored.session.socketId
+            self.privateId = restored.session.privateId
+            self.dataBox = NIOLockedValueBox(restored.session.data)
+            self.missedPackets = restored.missedPackets
+            self.initialRooms = restored.session.rooms
+            self.recovered = true
+        } else {
+            self.id = Self.makeId()
+            self.privateId = Self.makeId()
+            self.dataBox = NIOLockedValueBox(.null)
+            self.missedPackets = []
+            self.initialRooms = []
+            self.recovered = false
+        }
+    }
+
+    /// 20 random URL-safe characters, like socket.io's ids.
+    static func makeId() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        var generator = SystemRandomNumberGenerator()
+        var bytes = [UInt8](repeating: 0, count: 20)
+        for index in bytes.indices { bytes[index] = alphabet[Int(generator.next() % 64)] }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Arbitrary per-socket data, visible to `fetchSockets` (also on other nodes).
+    public var data: JSONValue {
+        get { dataBox.withLockedValue { $0 } }
+        set { dataBox.withLockedValue { $0 = newValue } }
+    }
+
+    /// Typed access to `data`.
+    public func data<T: Decodable>(as type: T.Type) throws -> T { try data.decode(as: type) }
+    public func setData<T: Encodable>(_ value: T) throws { data = try JSONValue(encoding: value) }
+
+    /// The rooms this socket is in (its own id included).
+    public var rooms: Set<String> { namespace.adapter.socketRooms(id) ?? [] }
+
+    /// Whether the socket is still in its namespace. Exact on the socket's loop.
+    public var connected: Bool { namespace.localSocket(id: id) === self }
+
+    /// Runs `body` on this socket's loop: now if already there, else as a task.
+    func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if eventLoop.inEventLoop { body() } else { eventLoop.execute(body) }
+    }
+
+    // MARK: Listening
+
+    /// Calls `handler` for each `event` the client emits. `ack` is non-nil when the
+    /// client asked for an acknowledgement.
+    public func on(_ event: String, _ handler: @escaping EventHandler) {
+        onLoop { self.handlers[event, default: []].append(handler) }
+    }
+
+    /// Like `on`, with arguments decoded as `T` (the first argument). Events whose
+    /// argument does not decode are ignored (and logged at debug level).
+    public func on<T: Decodable & Sendable>(_ event: String, as type: T.Type, _ handler: @escaping @Sendable (T, SocketIOAcknowledgement?) -> Void) {
+        let logger = namespace.server.logger
+        on(event) { args, ack in
+            do {
+                handler(try (args.first ?? .null).decode(as: T.self), ack)
+            } catch {
+                logger.debug("ignoring event with undecodable argument", metadata: ["event": "\(event)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// An async handler: runs in a new Task (chosen explicitly, so plain handlers never
+    /// pay for one).
+    public func onAsync(_ event: String, _ handler: @escaping @Sendable ([JSONValue], SocketIOAcknowledgement?) async -> Void) {
+        on(event) { args, ack in Task { await handler(args, ack) } }
+    }
+
+    /// Called for every incoming event, before the specific handlers.
+    public func onAny(_ handler: @escaping AnyEventHandler) {
+        onLoop { self.anyHandlers.append(handler) }
+    }
+
+    /// Called when the socket is about to leave (still in its rooms).
+    public func onDisconnecting(_ handler: @escaping @Sendable (SocketDisconnectReason) -> Void) {
+        onLoop { self.disconnectingHandlers.append(handler) }
+    }
+
+    /// Called once the socket has left its namespace.
+    public func onDisconnect(_ handler: @escaping @Sendable (SocketDisconnectReason) -> Void) {
+        onLoop { self.disconnectHandlers.append(handler) }
+    }
+
+    // MARK: Emitting
+
+    public func emit(_ event: String, _ args: JSONValue...) { emit(event, args) }
+
+    public func emit(_ event: String, _ args: [JSONValue]) {
+        let packet = SocketIOPacket.event(event, args, namespace: namespace.name)
+        if namespace.server.configuration.connectionStateRecovery != nil {
+            // Through the adapter, so the packet gets an offset and is logged.
+            namespace.adapter.broadcast(packet, options: BroadcastOptions(rooms: [id]))
+        } else {
+            let messages = SocketIOPacketEncoder.encode(packet)
+            onLoop { self.deliverOnLoop(messages) }
+        }
+    }
+
+    /// Emits one encoded value as the single argument.
+    public func emit<T: Encodable>(_ event: String, encoding value: T) throws {
+        emit(event, [try JSONValue(encoding: value)])
+    }
+
+    /// Emits and calls `completion` on this socket's loop with the client's answer, or
+    /// with `.timedOut` / `.disconnected`.
+    public func emit(
+        _ event: String, _ args: [JSONValue], timeout: TimeAmount? = nil,
+        completion: @escaping @Sendable (Result<[JSONValue], SocketIOAckError>) -> Void
+    ) {
+        let ackId = namespace.nextAckId()
+        let messages = SocketIOPacketEncoder.encode(.event(event, args, namespace: namespace.name, ackId: ackId))
+        let timeout = timeout ?? namespace.server.configuration.defaultAckTimeout
+        onLoop {
+            guard self.isConnectedOnLoop else {
+                completion(.failure(.disconnected))
+                return
+            }
+            let timer = self.eventLoop.scheduleTask(in: timeout) {
+                self.pendingAcks.removeValue(forKey: ackId)?(.failure(.timedOut))
+            }
+            self.pendingAcks[ackId] = { result in
+                timer.cancel()
+                completion(result)
+            }
+            self.client.connection.send(messages)
+        }
+    }
+
+    /// Emits and waits for the client's acknowledgement arguments.
+    public func emitWithAck(_ event: String, _ args: JSONValue..., timeout: TimeAmount? = nil) async throws(SocketIOAckError) -> [JSONValue] {
+        try await emitWithAck(event, args, timeout: timeout)
+    }
+
+    public func emitWithAck(_ event: String, _ args: [JSONValue], timeout: TimeAmount? = nil) async throws(SocketIOAckError) -> [JSONValue] {
+        let result: Result<[JSONValue], SocketIOAckError> = await withCheckedContinuation { continuation in
+            emit(event, args, timeout: timeout) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// Everyone in the namespace except this socket (socket.io's `socket.broadcast`).
+    /// `to`, `in`, `except` and `local` below start from it too, as in socket.io; for a
+    /// timeout on this socket's own emit, pass `timeout:` to `emitWithAck`.
+    public var broadcast: BroadcastOperator { namespace.allSocketsOperator.except([id]) }
+    public func to(_ rooms: String...) -> BroadcastOperator { broadcast.to(Set(rooms)) }
+    public func `in`(_ rooms: String...) -> BroadcastOperator { broadcast.to(Set(rooms)) }
+    public func except(_ rooms: String...) -> BroadcastOperator { broadcast.except(Set(rooms)) }
+    public var local: BroadcastOperator { broadcast.local }
+
+    // MARK: Rooms
+
+    public func join(_ rooms: String...) { join(Set(rooms)) }
+
+    public func join(_ rooms: Set<String>) {
+        namespace.adapter.addAll(id, rooms: rooms)
+    }
+
+    public func leave(_ room: String) {
+        namespace.adapter.del(id, room: room)
+    }
+
+    // MARK: Disconnecting
+
+    /// Leaves the namespace (the client gets `41<nsp>,`). With `close`, the whole Engine.IO
+    /// connection closes, taking the client's other namespaces with it.
+    public func disconnect(close: Bool = false) {
+        onLoop {
+            if close {
+                self.client.disconnectAll()
+                return
+            }
+            guard self.isConnectedOnLoop else { return }
+            self.client.send(SocketIOPacket(type: .disconnect, namespace: self.namespace.name))
+            self.didClose(reason: .serverNamespaceDisconnect)
+        }
+    }
+
+    func closeEngineConnection(reason: EngineCloseReason) {
+        client.connection.close(reason: reason)
+    }
+
+    // MARK: Called by the client and the namespace (on the loop)
+
+    func didConnect() {
+        eventLoop.assertInEventLoop()
+        isConnectedOnLoop = true
+        namespace.adapter.addAll(id, rooms: initialRooms.union([id]))
+        var reply = JSONObject()
+        reply["sid"] = .string(id)
+        if namespace.server.configuration.connectionStateRecovery != nil { reply["pid"] = .string(privateId) }
+        client.send(SocketIOPacket(type: .connect, namespace: namespace.name, data: .object(reply)))
+        for data in missedPackets {
+            client.send(SocketIOPacket(type: data.containsBinary ? .binaryEvent : .event, namespace: namespace.name, data: data))
+        }
+    }
+
+    func deliverOnLoop(_ messages: [EngineMessage]) {
+        eventLoop.assertInEventLoop()
+        guard isConnectedOnLoop else { return }
+        client.connection.send(messages)
+    }
+
+    /// For broadcasts with acks: registers the ack and writes the shared encoded packet.
+    func sendExpectingAck(_ messages: [EngineMessage], ackId: UInt64, onAck: @escaping @Sendable ([JSONValue]) -> Void) {
+        eventLoop.assertInEventLoop()
+        guard isConnectedOnLoop else { return }
+        pendingAcks[ackId] = { result in
+            if case .success(let args) = result { onAck(args) }
+        }
+        client.connection.send(messages)
+    }
+
+    func didReceiveEvent(_ packet: SocketIOPacket) {
+        eventLoop.assertInEventLoop()
+        guard let name = packet.eventName else { return }
+        let args = packet.arguments
+        var ack: SocketIOAcknowledgement?
+        if let ackId = packet.ackId {
+            let namespaceName = namespace.name
+            ack = SocketIOAcknowledgement { [self] ackArgs in
+                let messages = SocketIOPacketEncoder.encode(.ack(ackArgs, namespace: namespaceName, ackId: ackId))
+                onLoop { self.deliverOnLoop(messages) }
+            }
+        }
+        for handler in anyHandlers { handler(name, args) }
+        for handler in handlers[name] ?? [] { handler(args, ack) }
+    }
+
+    func didReceiveAck(_ packet: SocketIOPacket) {
+        eventLoop.assertInEventLoop()
+        guard let ackId = packet.ackId, let callback = pendingAcks.removeValue(forKey: ackId) else { return }
+        callback(.success(packet.arguments))
+    }
+
+    /// Leaves the namespace for `reason`; safe to call more than once.
+    func didClose(reason: SocketDisconnectReason) {
+        eventLoop.assertInEventLoop()
+        guard isConnectedOnLoop else { return }
+        for handler in disconnectingHandlers { handler(reason) }
+        let roomsAtClose = rooms
+        isConnectedOnLoop = false
+        namespace.adapter.delAll(id)
+        namespace.remove(self)
+        client.didRemove(self)
+        let acks = pendingAcks
+        pendingAcks.removeAll()
+        for (_, callback) in acks { callback(.failure(.disconnected)) }
+        if namespace.server.configuration.connectionStateRecovery != nil, reason.isRecoverable {
+            let session = PersistedSession(socketId: id, privateId: privateId, rooms: roomsAtClose.subtracting([id]), data: data)
+            let adapter = namespace.adapter
+            Task { await adapter.persistSession(session) }
+        }
+        for handler in disconnectHandlers { handler(reason) }
+        handlers.removeAll()
+        anyHandlers.removeAll()
+        disconnectingHandlers.removeAll()
+        disconnectHandlers.removeAll()
+    }
+
+    func describe() -> SocketDescription {
+        SocketDescription(id: id, namespace: namespace.name, handshake: handshake, rooms: rooms, data: data)
+    }
+}

@@ -1,0 +1,89 @@
+import EngineIO
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Open Engine.IO connections of one endpoint, by the transport they use now.
+public struct EngineConnectionCounts: Sendable, Hashable {
+    public var polling: Int = 0
+    public var websocket: Int = 0
+    public var total: Int { polling + websocket }
+}
+
+/// One Engine.IO server mounted at a path prefix (e.g. `/socket.io/`): its options, the
+/// upper layer that receives its connections, and the registry of live sessions.
+public final class EngineIOEndpoint: Sendable {
+    /// Requests whose path starts with this prefix belong to the endpoint.
+    public let path: String
+    public let configuration: EngineServerConfiguration
+    public let delegate: any EngineServerDelegate
+    let logger: Logger
+
+    /// sid -> session. Polling requests arrive on any loop, so the registry is shared and
+    /// locked; the session itself is then used only on its own loop.
+    private let sessions = NIOLockedValueBox<[String: EngineSession]>([:])
+    private let counts = NIOLockedValueBox(EngineConnectionCounts())
+
+    public init(
+        path: String,
+        configuration: EngineServerConfiguration,
+        delegate: any EngineServerDelegate,
+        logger: Logger = Logger(label: "engine.io")
+    ) {
+        self.path = path.hasSuffix("/") ? path : path + "/"
+        self.configuration = configuration
+        self.delegate = delegate
+        var logger = logger
+        logger[metadataKey: "endpoint"] = "\(self.path)"
+        self.logger = logger
+    }
+
+    /// Open connections by transport, for metrics.
+    public var connectionCounts: EngineConnectionCounts { counts.withLockedValue { $0 } }
+
+    /// Closes every session (e.g. on shutdown); each delegate is told `reason`.
+    public func closeAllConnections(reason: EngineCloseReason) {
+        let all = sessions.withLockedValue { Array($0.values) }
+        for session in all { session.close(reason: reason) }
+    }
+
+    /// Whether `path` (without query) is served by this endpoint. Both `/engine.io/` and
+    /// `/engine.io` match.
+    func matches(_ requestPath: Substring) -> Bool {
+        requestPath.hasPrefix(path) || requestPath == path.dropLast()
+    }
+
+    func session(id: String) -> EngineSession? {
+        sessions.withLockedValue { $0[id] }
+    }
+
+    func createSession(transport: EngineTransport, on eventLoop: any EventLoop, handshake: EngineHandshakeRequest) -> EngineSession {
+        let session = EngineSession(
+            id: EngineSessionID.generate(), transport: transport, eventLoop: eventLoop, handshake: handshake, endpoint: self
+        )
+        sessions.withLockedValue { $0[session.id] = session }
+        counts.withLockedValue {
+            if transport == .polling { $0.polling += 1 } else { $0.websocket += 1 }
+        }
+        return session
+    }
+
+    func unregister(_ session: EngineSession) {
+        sessions.withLockedValue {
+            if $0[session.id] === session { $0[session.id] = nil }
+        }
+    }
+
+    func sessionUpgraded() {
+        counts.withLockedValue {
+            $0.polling -= 1
+            $0.websocket += 1
+        }
+    }
+
+    func sessionClosed(wasWebSocket: Bool) {
+        counts.withLockedValue {
+            if wasWebSocket { $0.websocket -= 1 } else { $0.polling -= 1 }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import EngineIO
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// Where and how the HTTP server listens.
+public struct EngineIOHTTPServerConfiguration: Sendable {
+    public var host: String
+    /// 0 picks a free port (see `EngineIOHTTPServer.port`).
+    public var port: Int
+    /// Largest request body the fallback handler is given; larger requests get 413.
+    public var maxFallbackBodyBytes: Int = 1 << 20
+    /// How long shutdown waits for close frames and final polls to go out before it
+    /// closes the remaining sockets.
+    public var shutdownGracePeriod: TimeAmount = .milliseconds(300)
+
+    public init(host: String = "127.0.0.1", port: Int = 0) {
+        self.host = host
+        self.port = port
+    }
+}
+
+public enum EngineIOHTTPServerError: Error, Sendable {
+    case alreadyStarted
+    /// Two endpoints claim the same path.
+    case duplicateEndpointPath(String)
+}
+
+/// An HTTP/1.1 server on raw SwiftNIO that serves any number of Engine.IO endpoints by
+/// path prefix (long-polling and WebSocket on the same path) and hands every other path
+/// to an application fallback handler.
+///
+/// ```swift
+/// let server = EngineIOHTTPServer(
+///     configuration: .init(host: "127.0.0.1", port: 3000),
+///     endpoints: [EngineIOEndpoint(path: "/socket.io/", configuration: options, delegate: io)],
+///     fallback: { request in request.path == "/healthz" ? .init(status: .ok) : .notFound })
+/// try await server.start()
+/// ...
+/// await server.shutdown()
+/// ```
+public final class EngineIOHTTPServer: Sendable {
+    public let configuration: EngineIOHTTPServerConfiguration
+    public let endpoints: [EngineIOEndpoint]
+    private let routes: EngineHTTPRoutes
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    /// Accepted connections, so shutdown can close those that outlive the grace period.
+    private let openChannels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    public init(
+        configuration: EngineIOHTTPServerConfiguration,
+        endpoints: [EngineIOEndpoint],
+        fallback: HTTPFallbackHandler? = nil,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "engine.io.http")
+    ) {
+        self.configuration = configuration
+        self.endpoints = endpoints
+        self.routes = EngineHTTPRoutes(
+            endpoints: endpoints, fallback: fallback, maxFallbackBodyBytes: configuration.maxFallbackBodyBytes, logger: logger
+        )
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+    }
+
+    /// The address the server is bound to, once started.
+    public var localAddress: SocketAddress? { serverChannel.withLockedValue { $0?.localAddress } }
+    public var port: Int? { localAddress?.port }
+
+    /// Open Engine.IO connections of all endpoints, by transport.
+    public var connectionCounts: EngineConnectionCounts {
+        endpoints.reduce(into: EngineConnectionCounts()) {
+            let counts = $1.connectionCounts
+            $0.polling += counts.polling
+            $0.websocket += counts.websocket
+        }
+    }
+
+    /// Binds and starts accepting. Returns once the socket is listening.
+    public func start() async throws {
+        if serverChannel.withLockedValue({ $0 != nil }) { throw EngineIOHTTPServerError.alreadyStarted }
+        var seen = Set<String>()
+        for endpoint in endpoints where !seen.insert(endpoint.path).inserted {
+            throw EngineIOHTTPServerError.duplicateEndpointPath(endpoint.path)
+        }
+        let routes = self.routes
+        let openChannels = self.openChannels
+        let maxFrameSize = max(endpoints.map(\.configuration.maxPayload).max() ?? 1 << 20, 1 << 10)
+        let backlog = endpoints.map(\.configuration.maxPendingConnections).max() ?? 1024
+        let channel = try await ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(.backlog, value: Int32(clamping: backlog))
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                let id = ObjectIdentifier(channel)
+                openChannels.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in _ = openChannels.withLockedValue { $0.removeValue(forKey: id) } }
+                return Self.configureChildChannel(channel, routes: routes, maxFrameSize: maxFrameSize)
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        serverChannel.withLockedValue { $0 = channel }
+        logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+    }
+
+    /// Stops accepting, closes every Engine.IO connection with `.serverShuttingDown` (so
+    /// WebSockets get a close frame and parked polls a `1`), waits the grace period, then
+    /// closes whatever is still open.
+    public func shutdown() async {
+        let listener = serverChannel.withLockedValue { $0 }
+        try? await listener?.close()
+        for endpoint in endpoints { endpoint.closeAllConnections(reason: .serverShuttingDown) }
+        try? await Task.sleep(nanoseconds: UInt64(max(configuration.shutdownGracePeriod.nanoseconds, 0)))
+        let remaining = openChannels.withLockedValue { Array($0.values) }
+        for channel in remaining { try? await channel.close() }
+    }
+
+    // MARK: Pipeline
+
+    private static func configureChildChannel(
+        _ channel: any Channel, routes: EngineHTTPRoutes, maxFrameSize: Int
+    ) -> EventLoopFuture<Void> {
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: maxFrameSize,
+            automaticErrorHandling: true,
+            shouldUpgrade: { channel, head in
+                channel.eventLoop.makeSucceededFuture(webSocketRole(head: head, routes: routes, channel: channel) == nil ? nil : HTTPHeaders())
+            },
+            upgradePipelineHandler: { channel, head in
+                guard let (role, endpoint) = webSocketRole(head: head, routes: routes, channel: channel) else {
+                    return channel.close()
+                }
+                let limit = endpoint.configuration.maxPayload
+                let budget = endpoint.configuration.maxOutboundBufferBytes
+                return channel.pipeline.removeHandler(name: EngineHTTPHandler.name).flatMapThrowing {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(NIOWebSocketFrameAggregator(
+                        minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024, maxAccumulatedFrameSize: limit
+                    ))
+                    try sync.addHandler(EngineWebSocketHandler(
+                        role: role, channelLoop: channel.eventLoop, outboundBudget: budget,
+                        minimumFlushGap: endpoint.configuration.webSocketMinimumFlushGap
+                    ))
+                }
+            }
+        )
+        return channel.eventLoop.makeCompletedFuture {
+            let sync = channel.pipeline.syncOperations
+            try sync.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+            try sync.addHandler(EngineHTTPHandler(routes: routes), name: EngineHTTPHandler.name)
+        }
+    }
+
+    /// What a WebSocket upgrade request opens, or nil to refuse the upgrade (the HTTP
+    /// handler then answers it with the matching 400).
+    private static func webSocketRole(
+        head: HTTPRequestHead, routes: EngineHTTPRoutes, channel: any Channel
+    ) -> (EngineWebSocketHandler.Role, EngineIOEndpoint)? {
+        let (path, query) = EngineURI.split(head.uri)
+        guard let endpoint = routes.endpoint(for: path) else { return nil }
+        let kind = EngineRequestKind.classify(
+            query: query, isGET: head.method == .GET, isWebSocketUpgrade: true,
+            enabledTransports: endpoint.configuration.transports
+        )
+        switch kind {
+        case .success(.handshake(.websocket)):
+            let request = EngineHTTPHandler.handshakeRequest(head: head, query: query, channel: channel)
+            return (.handshake(endpoint, request), endpoint)
+        case .success(.session(let id, .websocket)):
+            // A second WebSocket for an upgrading or upgraded session is accepted and then
+            // closed by the session (the reference client expects a close, not a 400).
+            guard let session = endpoint.session(id: id) else { return nil }
+            return (.probe(session), endpoint)
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,286 @@
+import EngineIO
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// What a GET or POST for a session is answered with; the HTTP handler encodes it on its
+/// own loop.
+enum PollAnswer: Sendable {
+    case packets([EnginePacket])
+    case postAccepted
+    case error(EngineRequestError)
+}
+
+/// One Engine.IO session: runs the actions of its `EngineSessionStateMachine` on its event
+/// loop. It owns the parked long-poll GET, the WebSocket transport (and an upgrade probe),
+/// and the heartbeat timers (plain `scheduleTask`, no Task per connection).
+///
+/// Sendable because every mutable stored property is touched only on `eventLoop`: public
+/// entry points hop there first, and internal ones are called there by the handlers
+/// (checked with `assertInEventLoop` in debug builds). `transportName` is the exception and
+/// lives in a lock.
+final class EngineSession: EngineConnection, @unchecked Sendable {
+    let id: String
+    let eventLoop: any EventLoop
+    let handshake: EngineHandshakeRequest
+    let endpoint: EngineIOEndpoint
+
+    private let transportNameBox: NIOLockedValueBox<EngineTransport>
+    var transportName: String { transportNameBox.withLockedValue { $0.rawValue } }
+
+    /// Set by the upper layer in `engineDidOpen`, on the loop.
+    var delegate: (any EngineConnectionDelegate)?
+
+    private var machine: EngineSessionStateMachine
+    private var parkedPoll: EventLoopPromise<PollAnswer>?
+    private var webSocket: EngineWebSocketHandler?
+    private var probeWebSocket: EngineWebSocketHandler?
+    private var pingTimer: Scheduled<Void>?
+    private var pongDeadline: Scheduled<Void>?
+    private var upgradeTimer: Scheduled<Void>?
+    private var upgradeCheckTimer: RepeatedTask?
+    private var finalPollTimer: Scheduled<Void>?
+    private var didClose = false
+    /// The ping schedule starts here, as in the state machine.
+    private let machineCreatedAt: NIODeadline
+
+    init(
+        id: String, transport: EngineTransport, eventLoop: any EventLoop,
+        handshake: EngineHandshakeRequest, endpoint: EngineIOEndpoint
+    ) {
+        self.id = id
+        self.eventLoop = eventLoop
+        self.handshake = handshake
+        self.endpoint = endpoint
+        self.transportNameBox = NIOLockedValueBox(transport)
+        let now = NIODeadline.now()
+        self.machineCreatedAt = now
+        self.machine = EngineSessionStateMachine(
+            transport: transport,
+            maxOutboundBytes: endpoint.configuration.maxOutboundBufferBytes,
+            allowUpgrades: endpoint.configuration.allowUpgrades,
+            pingInterval: endpoint.configuration.pingInterval,
+            pingTimeout: endpoint.configuration.pingTimeout,
+            now: now
+        )
+    }
+
+    var openPacket: EnginePacket {
+        EngineHandshake(sid: id, transport: machine.transport ?? .polling, configuration: endpoint.configuration).openPacket
+    }
+
+    // MARK: EngineConnection
+
+    func send(_ messages: [EngineMessage]) {
+        guard !messages.isEmpty else { return }
+        onLoop { $0.run($0.machine.send(messages), request: nil) }
+    }
+
+    func close(reason: EngineCloseReason) {
+        onLoop { $0.run($0.machine.closeRequested(reason), request: nil) }
+    }
+
+    private func onLoop(_ body: @escaping @Sendable (EngineSession) -> Void) {
+        if eventLoop.inEventLoop {
+            body(self)
+        } else {
+            eventLoop.execute { body(self) }
+        }
+    }
+
+    // MARK: Lifecycle (called on the loop by the server)
+
+    /// The open packet has been written: start the heartbeat and tell the upper layer.
+    func opened(webSocket: EngineWebSocketHandler?) {
+        eventLoop.assertInEventLoop()
+        self.webSocket = webSocket
+        armPingTimer(deadline: machineCreatedAt + endpoint.configuration.pingInterval)
+        endpoint.delegate.engineDidOpen(self)
+    }
+
+    // MARK: Polling (called on the loop)
+
+    func pollRequestArrived(answer promise: EventLoopPromise<PollAnswer>) {
+        eventLoop.assertInEventLoop()
+        run(machine.pollRequestArrived(), request: promise)
+    }
+
+    /// The connection of a parked GET closed; `promise` identifies which GET.
+    func pollConnectionClosed(answer promise: EventLoopPromise<PollAnswer>) {
+        eventLoop.assertInEventLoop()
+        guard let parkedPoll, parkedPoll.futureResult === promise.futureResult else { return }
+        self.parkedPoll = nil
+        parkedPoll.succeed(.packets([]))
+        run(machine.parkedPollAbandoned(), request: nil)
+    }
+
+    func pollDataArrived(_ body: ByteBuffer, answer promise: EventLoopPromise<PollAnswer>) {
+        eventLoop.assertInEventLoop()
+        if let error = machine.pollDataRequestCheck() {
+            promise.succeed(.error(error))
+            return
+        }
+        let packets: [EnginePacket]
+        do {
+            packets = try EnginePacketCodec.decodePayload(body)
+        } catch {
+            endpoint.logger.info("closing session: undecodable polling payload", metadata: ["sid": "\(id)", "error": "\(error)"])
+            run(machine.receivedUndecodableData(from: .polling), request: promise)
+            return
+        }
+        for packet in packets {
+            run(machine.receivedPacket(packet, from: .polling), request: nil)
+            if machine.isClosed { break }
+        }
+        promise.succeed(.postAccepted)
+    }
+
+    // MARK: WebSocket (called on the loop)
+
+    func probeWebSocketArrived(_ handler: EngineWebSocketHandler) {
+        eventLoop.assertInEventLoop()
+        let action = machine.probeWebSocketArrived()
+        if case .closeProbeWebSocket = action {
+            handler.closeFromSession(code: .normalClosure)
+            return
+        }
+        probeWebSocket = handler
+        upgradeTimer = eventLoop.scheduleTask(in: endpoint.configuration.upgradeTimeout) { [self] in
+            run(machine.upgradeTimeoutElapsed(), request: nil)
+        }
+        run(action, request: nil)
+    }
+
+    func webSocketReceived(_ packet: EnginePacket, from handler: EngineWebSocketHandler) {
+        eventLoop.assertInEventLoop()
+        guard handler === webSocket || handler === probeWebSocket else { return }
+        run(machine.receivedPacket(packet, from: .websocket), request: nil)
+    }
+
+    func webSocketReceivedUndecodableData(from handler: EngineWebSocketHandler) {
+        eventLoop.assertInEventLoop()
+        guard handler === webSocket || handler === probeWebSocket else { return }
+        endpoint.logger.info("closing session: undecodable WebSocket frame", metadata: ["sid": "\(id)"])
+        run(machine.receivedUndecodableData(from: .websocket), request: nil)
+    }
+
+    func webSocketClosed(_ handler: EngineWebSocketHandler) {
+        eventLoop.assertInEventLoop()
+        if handler === probeWebSocket {
+            probeWebSocket = nil
+            upgradeTimer?.cancel()
+            run(machine.webSocketClosed(wasProbe: true), request: nil)
+        } else if handler === webSocket {
+            run(machine.webSocketClosed(wasProbe: false), request: nil)
+        }
+    }
+
+    /// The WebSocket could not keep up with what we wrote to it.
+    func webSocketOverflowed(_ handler: EngineWebSocketHandler) {
+        eventLoop.assertInEventLoop()
+        guard handler === webSocket else { return }
+        endpoint.logger.info("closing slow client", metadata: ["sid": "\(id)"])
+        run(machine.closeRequested(.slowClient), request: nil)
+    }
+
+    // MARK: Running actions
+
+    private func run(_ action: EngineSessionStateMachine.Action, request: EventLoopPromise<PollAnswer>?) {
+        switch action {
+        case .none:
+            break
+        case .deliver(let message):
+            delegate?.connection(self, didReceive: message)
+        case .writeWebSocket(let packets):
+            webSocket?.sendFromSession(packets)
+        case .answerPendingPoll(let packets):
+            answerParkedPoll(.packets(packets))
+        case .parkPoll:
+            parkedPoll = request
+        case .answerPoll(let packets):
+            request?.succeed(.packets(packets))
+        case .answerFinalPoll(let packets):
+            request?.succeed(.packets(packets))
+            finalPollTimer?.cancel()
+            endpoint.unregister(self)
+        case .rejectRequest(let error):
+            request?.succeed(.error(error))
+        case .heartbeatAcknowledged:
+            pongDeadline?.cancel()
+            pongDeadline = nil
+            armPingTimer(deadline: .now() + endpoint.configuration.pingInterval)
+        case .answerProbe:
+            probeWebSocket?.sendFromSession([.probePong])
+            upgradeCheckTimer?.cancel()
+            upgradeCheckTimer = eventLoop.scheduleRepeatedTask(
+                initialDelay: EngineSessionStateMachine.upgradeCheckInterval,
+                delay: EngineSessionStateMachine.upgradeCheckInterval
+            ) { [self] task in
+                guard machine.isUpgrading else { return task.cancel() }
+                run(machine.upgradeCheckElapsed(), request: nil)
+            }
+        case .completeUpgrade(let flush, let rejectParkedPoll):
+            upgradeTimer?.cancel()
+            upgradeCheckTimer?.cancel()
+            webSocket = probeWebSocket
+            probeWebSocket = nil
+            transportNameBox.withLockedValue { $0 = .websocket }
+            endpoint.sessionUpgraded()
+            if !flush.isEmpty { webSocket?.sendFromSession(flush) }
+            if rejectParkedPoll { answerParkedPoll(.error(.badRequest)) }
+        case .closeProbeWebSocket:
+            upgradeTimer?.cancel()
+            upgradeCheckTimer?.cancel()
+            probeWebSocket?.closeFromSession(code: .normalClosure)
+            probeWebSocket = nil
+        case .close(let close):
+            runClose(close, request: request)
+        }
+    }
+
+    private func runClose(_ close: EngineSessionStateMachine.CloseAction, request: EventLoopPromise<PollAnswer>?) {
+        pingTimer?.cancel()
+        pongDeadline?.cancel()
+        upgradeTimer?.cancel()
+        upgradeCheckTimer?.cancel()
+        if let packets = close.answerPendingPoll { answerParkedPoll(.packets(packets)) }
+        answerParkedPoll(.packets([]))  // no-op when nothing is parked
+        if let error = close.rejectCurrentRequest { request?.succeed(.error(error)) }
+        if close.closeWebSocket { webSocket?.closeFromSession(code: .normalClosure) }
+        probeWebSocket?.closeFromSession(code: .normalClosure)
+        probeWebSocket = nil
+        if close.finalPollPackets != nil {
+            // Keep the sid for one more GET that collects the close packet, but not forever.
+            let grace = endpoint.configuration.pingInterval + endpoint.configuration.pingTimeout
+            finalPollTimer = eventLoop.scheduleTask(in: grace) { [self] in
+                run(machine.finalPollTimeoutElapsed(), request: nil)
+            }
+        } else {
+            endpoint.unregister(self)
+        }
+        endpoint.sessionClosed(wasWebSocket: transportNameBox.withLockedValue { $0 } == .websocket)
+        guard !didClose else { return }
+        didClose = true
+        let delegate = self.delegate
+        self.delegate = nil  // breaks the session <-> upper-layer reference cycle
+        delegate?.connectionDidClose(self, reason: close.reason)
+    }
+
+    private func answerParkedPoll(_ answer: PollAnswer) {
+        guard let parkedPoll else { return }
+        self.parkedPoll = nil
+        parkedPoll.succeed(answer)
+    }
+
+    private func armPingTimer(deadline: NIODeadline) {
+        pingTimer?.cancel()
+        pingTimer = eventLoop.scheduleTask(deadline: deadline) { [self] in
+            run(machine.pingIntervalElapsed(), request: nil)
+            guard !machine.isClosed else { return }
+            // Measured from when the ping was due, not from when this (maybe late) timer ran.
+            pongDeadline = eventLoop.scheduleTask(deadline: deadline + endpoint.configuration.pingTimeout) { [self] in
+                run(machine.pingTimeoutElapsed(), request: nil)
+            }
+        }
+    }
+}
