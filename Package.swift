@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "sio-conformance", targets: ["SIOConformance"]),
         .executable(name: "amqp-bench", targets: ["AMQPBench"]),
         .library(name: "SocketIORabbitMQ", targets: ["SocketIORabbitMQ"]),
+        .executable(name: "sio-cluster-node", targets: ["ClusterNode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -100,10 +101,21 @@ let package = Package(
         .target(
             name: "SocketIORabbitMQ",
             dependencies: [
-                "EngineIO", "SocketIO", "AMQPClient",
+                "EngineIO", "SocketIO", "AMQPProtocol", "AMQPClient",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .executableTarget(
+            name: "ClusterNode",
+            dependencies: [
+                "EngineIO", "SocketIO", "SocketIONIO", "SocketIORabbitMQ",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
