@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "AMQPClient", targets: ["AMQPProtocol", "AMQPClient"]),
         .executable(name: "sio-conformance", targets: ["SIOConformance"]),
         .executable(name: "amqp-bench", targets: ["AMQPBench"]),
+        .library(name: "SocketIORabbitMQ", targets: ["SocketIORabbitMQ"]),
+        .executable(name: "sio-cluster-node", targets: ["ClusterNode"]),
         .executable(name: "chat", targets: ["Chat"]),
     ],
     dependencies: [
@@ -81,6 +83,7 @@ let package = Package(
                 "AMQPProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -88,9 +91,32 @@ let package = Package(
         .executableTarget(
             name: "AMQPBench",
             dependencies: [
-                "AMQPClient",
+                "AMQPClient", "AMQPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+
+        // MARK: Cluster adapter
+        .target(
+            name: "SocketIORabbitMQ",
+            dependencies: [
+                "EngineIO", "SocketIO", "AMQPProtocol", "AMQPClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .executableTarget(
+            name: "ClusterNode",
+            dependencies: [
+                "EngineIO", "SocketIO", "SocketIONIO", "SocketIORabbitMQ",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -99,7 +125,7 @@ let package = Package(
         .executableTarget(
             name: "Chat",
             dependencies: [
-                "ChatCore", "EngineIO", "SocketIO", "SocketIONIO",
+                "ChatCore", "EngineIO", "SocketIO", "SocketIONIO", "SocketIORabbitMQ", "AMQPClient", "AMQPProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -132,6 +158,7 @@ let package = Package(
         ),
         .testTarget(name: "ChatCoreTests", dependencies: ["ChatCore"]),
         .testTarget(name: "AMQPProtocolTests", dependencies: ["AMQPProtocol"]),
+        .testTarget(name: "SocketIORabbitMQTests", dependencies: ["SocketIORabbitMQ", "EngineIO"]),
         .testTarget(
             name: "AMQPClientTests",
             dependencies: [

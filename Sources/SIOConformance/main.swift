@@ -38,6 +38,8 @@ struct SIOConformance: ParsableCommand {
     @Option(help: "pingTimeout in milliseconds.") var pingTimeout: Int64 = 200
     @Option(help: "maxPayload (maxHttpBufferSize) in bytes.") var maxPayload = 1_000_000
     @Option(help: "Socket.IO connectTimeout in milliseconds.") var connectTimeout: Int64 = 1000
+    @Option(help: "Minimum gap between two WebSocket flushes of one connection, in milliseconds. The official suite's node `ws` client needs consecutive messages in separate TCP reads; a few ms keeps that true on a busy machine.")
+    var webSocketFlushGap: Int64 = 10
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel = "notice"
 
     func serve() async throws {
@@ -53,6 +55,7 @@ struct SIOConformance: ParsableCommand {
             maxPayload: maxPayload
         )
         engine.cors = EngineCORSConfiguration(allowedOrigins: .any)
+        engine.webSocketMinimumFlushGap = .milliseconds(webSocketFlushGap)
 
         let socketIO = makeSocketIOConformanceDelegate(connectTimeout: .milliseconds(connectTimeout))
         let server = EngineIOHTTPServer(
