@@ -47,11 +47,13 @@ public final class AMQPConnection: Sendable {
                 return connection
             } catch let error as AMQPError {
                 lastError = error
-                if case .authenticationFailed = error { throw error }
+                if case .authenticationFailed = error { break }
             } catch {
                 lastError = .connectFailed(endpoint: "\(endpoint)", reason: "\(error)")
             }
         }
+        // This core never got a socket: complete what it would have completed on close.
+        try? await eventLoop.submit { core.closedPromise.succeed(()) }.get()
         throw lastError
     }
 
@@ -167,7 +169,10 @@ public final class AMQPConnection: Sendable {
         do {
             socket = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
         } catch {
-            throw AMQPError.connectFailed(endpoint: "\(endpoint)", reason: "\(error)")
+            let failure = AMQPError.connectFailed(endpoint: "\(endpoint)", reason: "\(error)")
+            // Nobody will wait on the handshake of a socket that never opened.
+            established.fail(failure)
+            throw failure
         }
         // A broker that accepts TCP but never finishes the handshake must not hang us.
         let handshakeTimeout = core.eventLoop.scheduleTask(in: .seconds(Int64(max(1, timeout.components.seconds)))) {

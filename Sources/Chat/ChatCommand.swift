@@ -63,6 +63,9 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "Seconds a dropped client may take to come back and get what it missed (env RECOVERY_WINDOW).")
     var recoveryWindow: Int64 = Env.int64("RECOVERY_WINDOW") ?? 120
 
+    @Flag(help: "Route room broadcasts only to nodes with members in the room (env ROOM_AWARE_ROUTING=1); all nodes must agree.")
+    var roomAwareRouting: Bool = Env.string("ROOM_AWARE_ROUTING") == "1"
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: String = Env.string("LOG_LEVEL") ?? "info"
 
@@ -86,28 +89,31 @@ struct ChatCommand: AsyncParsableCommand {
         limits.messagesPerSecond = rateLimit
         limits.messageBurst = rateBurst
 
-        var ioConfiguration = SocketIOServerConfiguration(
-            connectionStateRecovery: ConnectionStateRecovery(maxDisconnectionDuration: .seconds(recoveryWindow))
+        let node = ChatNode(
+            settings: ChatNode.Settings(
+                adapter: adapter,
+                amqpURLs: amqpURL.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
+                nodeName: name,
+                limits: limits,
+                recoveryWindow: .seconds(recoveryWindow),
+                roomAwareRouting: roomAwareRouting
+            ),
+            metrics: metrics,
+            logger: logger
         )
-        ioConfiguration.logger = logger
-        let backend = try ChatBackend.make(
-            adapter, amqpURL: amqpURL, nodeName: name, limits: limits, configuration: &ioConfiguration, logger: logger
-        )
-        let io = SocketIOServer(ioConfiguration)
-        let chat = ChatService(io: io, limits: limits, history: backend.history, metrics: metrics, logger: logger)
-        chat.install()
 
         var engineConfiguration = EngineServerConfiguration()
         engineConfiguration.pingInterval = .milliseconds(pingInterval)
         engineConfiguration.pingTimeout = .milliseconds(pingTimeout)
-        let endpoint = EngineIOEndpoint(path: "/socket.io/", configuration: engineConfiguration, delegate: io)
+        let endpoint = EngineIOEndpoint(path: "/socket.io/", configuration: engineConfiguration, delegate: node.engineDelegate)
 
         let files = try ChatHTTPRoutes.loadFiles(publicDirectory: publicDir, clientBundle: clientBundle, logger: logger)
         let routes = ChatHTTPRoutes(
             files: files,
-            isReady: { backend.isReady() },
-            readinessDetail: { backend.readinessDetail() },
+            isReady: { node.isReady },
+            readinessDetail: { node.readinessDetail },
             metrics: {
+                node.updateClusterMetrics()
                 let counts = endpoint.connectionCounts
                 metrics.connections.set(Int64(counts.total))
                 metrics.pollingConnections.set(Int64(counts.polling))
@@ -122,9 +128,9 @@ struct ChatCommand: AsyncParsableCommand {
             logger: logger
         )
 
-        let node = ChatNodeService(http: http, io: io, backend: backend, logger: logger)
+        let service = ChatNodeService(http: http, node: node, logger: logger)
         let group = ServiceGroup(
-            configuration: .init(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         try await group.run()
     }
@@ -135,22 +141,20 @@ struct ChatCommand: AsyncParsableCommand {
 /// and flushes what is still queued for the broker.
 struct ChatNodeService: Service {
     let http: EngineIOHTTPServer
-    let io: SocketIOServer
-    let backend: ChatBackend
+    let node: ChatNode
     let logger: Logger
 
     func run() async throws {
-        await backend.start()
-        try await io.start()
         try await http.start()
         // Written unbuffered: scripts wait for this line to know the node accepts connections.
         let line = "listening on http://\(http.configuration.host):\(http.port ?? http.configuration.port)\n"
         FileHandle.standardOutput.write(Data(line.utf8))
+        let startup = Task { try await node.start() }
         try? await gracefulShutdown()
+        startup.cancel()
         logger.info("shutting down: closing client connections so they reconnect elsewhere")
         await http.shutdown()
-        await io.close()
-        await backend.close()
+        await node.close()
         logger.info("stopped")
     }
 }

@@ -1,4 +1,5 @@
 import Prometheus
+import SocketIORabbitMQ
 
 /// The chat's own Prometheus metrics. Library-level metrics (Engine.IO connections,
 /// packets, slow-client disconnects, broker publishes) reach the same registry through
@@ -11,6 +12,16 @@ struct ChatMetrics: Sendable {
     let connections: Gauge
     let pollingConnections: Gauge
     let websocketConnections: Gauge
+    let eventsReceived: Counter
+    let slowClientDisconnects: Counter
+    let ready: Gauge
+    let brokerPublished: Gauge
+    let brokerReceived: Gauge
+    let brokerOutboxSize: Gauge
+    let brokerOutboxOverflow: Gauge
+    let brokerPublishFailures: Gauge
+    let brokerPublishLatencyMean: Gauge
+    let brokerPublishLatencyMax: Gauge
 
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
@@ -32,6 +43,46 @@ struct ChatMetrics: Sendable {
             name: "chat_connections_by_transport", labels: [("transport", "websocket")],
             help: "Open Engine.IO connections on this node, by transport."
         )
+        eventsReceived = registry.makeCounter(
+            name: "chat_socketio_events_received_total", help: "Socket.IO events received from clients."
+        )
+        slowClientDisconnects = registry.makeCounter(
+            name: "chat_slow_client_disconnects_total",
+            help: "Clients disconnected because their outbound buffer was full."
+        )
+        ready = registry.makeGauge(name: "chat_ready", help: "1 while the node is ready (broker connected), else 0.")
+        brokerPublished = registry.makeGauge(
+            name: "chat_cluster_messages_published", help: "Cluster messages confirmed by RabbitMQ since start."
+        )
+        brokerReceived = registry.makeGauge(
+            name: "chat_cluster_messages_received", help: "Cluster messages received from other nodes since start."
+        )
+        brokerOutboxSize = registry.makeGauge(
+            name: "chat_cluster_outbox_size", help: "Cluster messages waiting for the broker (held during an outage)."
+        )
+        brokerOutboxOverflow = registry.makeGauge(
+            name: "chat_cluster_outbox_overflow", help: "Cluster messages dropped because the outbox was full, since start."
+        )
+        brokerPublishFailures = registry.makeGauge(
+            name: "chat_cluster_publish_failures", help: "Broker publishes that failed and were retried, since start."
+        )
+        brokerPublishLatencyMean = registry.makeGauge(
+            name: "chat_cluster_publish_latency_mean_seconds", help: "Mean time from enqueue to broker confirm."
+        )
+        brokerPublishLatencyMax = registry.makeGauge(
+            name: "chat_cluster_publish_latency_max_seconds", help: "Longest time from enqueue to broker confirm."
+        )
+    }
+
+    func record(cluster: RabbitMQAdapterMetrics, ready isReady: Bool) {
+        ready.set(Int64(isReady ? 1 : 0))
+        brokerPublished.set(Int64(cluster.published))
+        brokerReceived.set(Int64(cluster.received))
+        brokerOutboxSize.set(Int64(cluster.outboxSize))
+        brokerOutboxOverflow.set(Int64(cluster.outboxOverflow))
+        brokerPublishFailures.set(Int64(cluster.publishFailures))
+        brokerPublishLatencyMean.set(cluster.meanPublishLatencyMilliseconds / 1000)
+        brokerPublishLatencyMax.set(Double(cluster.publishLatencyMaxNanoseconds) / 1e9)
     }
 
     /// The text exposition format, for `GET /metrics`.

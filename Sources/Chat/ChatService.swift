@@ -77,7 +77,9 @@ final class ChatService: Sendable {
                 "typing", ["name": .string(current.name), "room": .string(current.room), "typing": .bool(typing)]
             )
         }
-        socket.onDisconnect { [self] _ in
+        socket.onAny { [self] _, _ in metrics.eventsReceived.increment() }
+        socket.onDisconnect { [self] reason in
+            if reason == .slowClient { metrics.slowClientDisconnects.increment() }
             guard let current = ChatProfile(socket.data) else { return }
             Task { await self.publishPresence(of: current.room) }
         }

@@ -1,0 +1,165 @@
+import AMQPClient
+import ChatCore
+import EngineIO
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SocketIO
+import SocketIORabbitMQ
+
+/// Everything of one chat node behind its HTTP server: the Socket.IO server, the cluster
+/// adapter and the shared history. The HTTP server starts first (so /healthz answers at
+/// once); the Socket.IO side comes up once the broker is reachable, and until then
+/// /readyz says why the node is not ready and new connections are closed so clients retry.
+final class ChatNode: Sendable {
+    struct Settings: Sendable {
+        var adapter: ChatCommand.AdapterKind
+        var amqpURLs: [String]
+        var nodeName: String
+        var limits: ChatLimits
+        var recoveryWindow: TimeAmount
+        var roomAwareRouting: Bool
+    }
+
+    let settings: Settings
+    let metrics: ChatMetrics
+    let logger: Logger
+    /// What the Engine.IO endpoint talks to: nothing until the node is up.
+    let engineDelegate = DeferredEngineDelegate()
+    private let parts = NIOLockedValueBox(Parts())
+
+    private struct Parts {
+        var io: SocketIOServer?
+        var cluster: RabbitMQCluster?
+        var history: RabbitMQChatHistory?
+        var waitingFor: String = "starting"
+        var closing = false
+    }
+
+    init(settings: Settings, metrics: ChatMetrics, logger: Logger) {
+        self.settings = settings
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    var isReady: Bool {
+        parts.withLockedValue { parts in
+            guard parts.io != nil, !parts.closing else { return false }
+            switch settings.adapter {
+            case .memory: return true
+            case .rabbitmq: return (parts.cluster?.isReady ?? false) && (parts.history?.isConnected ?? false)
+            }
+        }
+    }
+
+    var readinessDetail: String {
+        parts.withLockedValue { parts in
+            if parts.closing { return "shutting down" }
+            guard parts.io != nil else { return parts.waitingFor }
+            switch settings.adapter {
+            case .memory: return "single node, in-memory adapter"
+            case .rabbitmq:
+                let cluster = (parts.cluster?.isReady ?? false) ? "cluster adapter connected" : "cluster adapter: broker unreachable, holding messages"
+                return cluster + "; " + (parts.history?.detail ?? "no history")
+            }
+        }
+    }
+
+    /// Brings the Socket.IO side up; returns once the node accepts Socket.IO clients (or
+    /// when cancelled while the broker is still unreachable).
+    func start() async throws {
+        var configuration = SocketIOServerConfiguration(
+            connectionStateRecovery: ConnectionStateRecovery(maxDisconnectionDuration: settings.recoveryWindow)
+        )
+        configuration.logger = logger
+        let history: any ChatHistoryStore
+        switch settings.adapter {
+        case .memory:
+            history = InMemoryChatHistory(limits: settings.limits)
+        case .rabbitmq:
+            guard let cluster = await connectCluster() else { return }
+            configuration.adapterFactory = cluster.adapterFactory
+            var amqp = try AMQPConnectionConfiguration(urls: settings.amqpURLs)
+            amqp.connectionName = "chat history \(settings.nodeName)"
+            let shared = RabbitMQChatHistory(limits: settings.limits, configuration: amqp, logger: logger)
+            shared.start()
+            history = shared
+            parts.withLockedValue { $0.cluster = cluster; $0.history = shared }
+        }
+        let io = SocketIOServer(configuration)
+        ChatService(io: io, limits: settings.limits, history: history, metrics: metrics, logger: logger).install()
+        try await io.start()
+        parts.withLockedValue { $0.io = io }
+        engineDelegate.target.withLockedValue { $0 = io }
+        logger.info("chat node ready", metadata: ["adapter": "\(settings.adapter.rawValue)"])
+    }
+
+    /// Connects to RabbitMQ, retrying every 2 s. The first failure is logged as one clear
+    /// line; later ones only at debug level, so an outage does not flood the log.
+    private func connectCluster() async -> RabbitMQCluster? {
+        var options = RabbitMQAdapterOptions()
+        options.roomAwareRouting = settings.roomAwareRouting
+        var reported = false
+        while !Task.isCancelled {
+            do {
+                let cluster = try await RabbitMQCluster.connect(
+                    urls: settings.amqpURLs, nodeName: settings.nodeName, options: options, logger: logger
+                )
+                if reported { logger.notice("RabbitMQ is reachable again; starting") }
+                return cluster
+            } catch {
+                let reason = "RabbitMQ at \(Self.redacted(settings.amqpURLs)) is not reachable (\(error)); retrying every 2 s"
+                parts.withLockedValue { $0.waitingFor = reason }
+                if !reported {
+                    logger.error("\(reason)")
+                    reported = true
+                } else {
+                    logger.debug("\(reason)")
+                }
+                try? await Task.sleep(nanoseconds: 2_000_000_000)
+            }
+        }
+        return nil
+    }
+
+    /// Stops the Socket.IO side after the HTTP server closed its clients: the adapter flushes
+    /// what it still holds for the other nodes, then the broker connections close.
+    func close() async {
+        let (io, cluster, history) = parts.withLockedValue { parts in
+            parts.closing = true
+            return (parts.io, parts.cluster, parts.history)
+        }
+        await io?.close()
+        await cluster?.close()
+        await history?.close()
+    }
+
+    /// Cluster counters for /metrics, read at scrape time.
+    func updateClusterMetrics() {
+        guard let cluster = parts.withLockedValue({ $0.cluster }) else { return }
+        metrics.record(cluster: cluster.metrics, ready: isReady)
+    }
+
+    private static func redacted(_ urls: [String]) -> String {
+        urls.map { url in
+            // amqp://user:password@host -> amqp://user:***@host
+            guard let at = url.lastIndex(of: "@"), let scheme = url.range(of: "://"),
+                  let colon = url[scheme.upperBound..<at].firstIndex(of: ":") else { return url }
+            return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
+        }.joined(separator: ",")
+    }
+}
+
+/// Hands new Engine.IO connections to the Socket.IO server once there is one; before that
+/// it closes them, and the clients retry with their usual back-off.
+final class DeferredEngineDelegate: EngineServerDelegate {
+    let target = NIOLockedValueBox<(any EngineServerDelegate)?>(nil)
+
+    func engineDidOpen(_ connection: any EngineConnection) {
+        if let target = target.withLockedValue({ $0 }) {
+            target.engineDidOpen(connection)
+        } else {
+            connection.close(reason: .serverShuttingDown)
+        }
+    }
+}
