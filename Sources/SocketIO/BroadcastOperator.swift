@@ -83,7 +83,8 @@ public struct BroadcastOperator: Sendable {
         let options = self.options
         let timeout = options.flags.timeout ?? namespace.server.configuration.defaultAckTimeout
         let collector = AckCollector()
-        let expectedServers = await namespace.adapter.serverCount()
+        // A local broadcast involves this node only, whatever the cluster size.
+        let expectedServers = options.flags.local ? 1 : await namespace.adapter.serverCount()
         return await withCheckedContinuation { (continuation: CheckedContinuation<BroadcastAckResult, Never>) in
             collector.start(continuation: continuation, expectedServers: expectedServers)
             // No event loop belongs to the caller here, so the timer is a sleeping Task.

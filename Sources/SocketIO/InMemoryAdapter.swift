@@ -66,6 +66,11 @@ public final class InMemoryAdapter: SocketIOAdapter {
     /// The local socket ids `options` selects (socket.io-adapter's `apply`).
     func matchingSocketIds(_ options: BroadcastOptions) -> Set<String> {
         rooms.withLockedValue { table in
+            // One room, no exceptions (the usual chat room): the member set as is, which
+            // is a copy-on-write reference, not a rebuilt set.
+            if options.except.isEmpty, options.rooms.count == 1, let room = options.rooms.first {
+                return table.members[room] ?? []
+            }
             var excluded = Set<String>()
             for room in options.except { if let members = table.members[room] { excluded.formUnion(members) } }
             var selected = Set<String>()

@@ -252,4 +252,24 @@ final class ServerTests: XCTestCase {
         try await connection.receive(#"2["b"]"#)
         XCTAssertEqual(seen.withLockedValue { $0 }, ["any:a:2", "a", "any:b:0"])
     }
+
+    func testShutdownAndCloseDuringMiddleware() async throws {
+        let io = SocketIOServer()
+        let reasons = NIOLockedValueBox<[String]>([])
+        io.onConnection { socket in socket.onDisconnect { reason in reasons.withLockedValue { $0.append(reason.rawValue) } } }
+        io.of("/slow").use { _ in try await Task.sleep(nanoseconds: 100_000_000) }
+        let (connection, _) = try await io.connectedClient()
+        await io.close()
+        try await assertEqual(try await connection.waitForClose(), .serverShuttingDown)
+        _ = try await connection.settle(milliseconds: 10)
+        XCTAssertEqual(reasons.withLockedValue { $0 }, ["server shutting down"])
+
+        // The connection goes away while middleware runs: the socket is never admitted.
+        let leaving = try await io.openFakeConnection()
+        try await leaving.receive("0/slow,")
+        leaving.close(reason: .transportClose)
+        try await Task.sleep(nanoseconds: 200_000_000)
+        XCTAssertTrue(io.of("/slow").localSockets().isEmpty)
+        try await assertEqual(try await leaving.settle(), [])
+    }
 }
