@@ -49,7 +49,7 @@ class SioServerProcess:
     """One running fixture server. Its output is drained in a thread so a chatty
     server can never block on a full pipe; the last lines are kept for diagnostics."""
 
-    def __init__(self, binary: Path, name: str = "sio-conformance"):
+    def __init__(self, binary: Path, name: str = "sio-conformance", extra_args: tuple[str, ...] = ()):
         if not binary.exists():
             raise RuntimeError(
                 f"fixture binary {binary} does not exist: run `swift build` first "
@@ -63,7 +63,7 @@ class SioServerProcess:
         self.recent_output: collections.deque[str] = collections.deque(maxlen=200)
         self._listening = threading.Event()
         self.process = subprocess.Popen(
-            [str(binary), "--port", str(self.port), "--host", "127.0.0.1"],
+            [str(binary), "--port", str(self.port), "--host", "127.0.0.1", *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -131,8 +131,8 @@ def start_sio_server():
     """Factory for a private server instance (fuzz tests want their own process and RSS)."""
     started: list[SioServerProcess] = []
 
-    def start(name: str = "sio-conformance-private") -> SioServerProcess:
-        server = SioServerProcess(fixture_binary(), name=name)
+    def start(name: str = "sio-conformance-private", extra_args: tuple[str, ...] = ()) -> SioServerProcess:
+        server = SioServerProcess(fixture_binary(), name=name, extra_args=extra_args)
         started.append(server)
         return server
 
