@@ -140,8 +140,8 @@ def start_sio_server():
     """Factory for a private server instance (fuzz tests want their own process and RSS)."""
     started: list[SioServerProcess] = []
 
-    def start(name: str = "sio-conformance-private") -> SioServerProcess:
-        server = SioServerProcess(fixture_binary(), name=name)
+    def start(name: str = "sio-conformance-private", extra_args: tuple[str, ...] = ()) -> SioServerProcess:
+        server = SioServerProcess(fixture_binary(), name=name, extra_args=extra_args)
         started.append(server)
         return server
 

@@ -92,7 +92,7 @@ def test_official_js_client_in_chromium(browser, page_origin, sio_url, transport
         "connected, acked and joined",
         lambda r: r["errors"] or (r["joined"] and r["ack"] and r["binaryAck"] and r["clientAckReceived"] and r["whoami"]),
     )
-    assert results["errors"] == []
+    assert results["errors"] == [], f"page results: {json.dumps(results)}"
     assert results["connected"] is True
     assert results["transport"] == transport
     assert results["auth"] == {"token": "browser", "from": "chromium"}

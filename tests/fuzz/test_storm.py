@@ -82,6 +82,7 @@ class WellBehavedPair:
         self._thread = threading.Thread(target=self._exchange, daemon=True)
 
     def _exchange(self) -> None:
+        started = time.monotonic()
         for n in range(100_000):  # bounded; normally stopped long before
             if self._stop.is_set():
                 return
@@ -89,12 +90,15 @@ class WellBehavedPair:
                 try:
                     echoed = client.call("message-with-ack", n, {"n": n})
                     if echoed != (n, {"n": n}):
-                        self.failures.append(f"{client.mode} round trip {n}: got {echoed!r}")
+                        self.failures.append(f"{client.mode} round trip {n} at {time.monotonic() - started:.1f}s: got {echoed!r}")
                     else:
                         self.round_trips += 1
                 except Exception as error:
                     reasons = list(client.disconnect_reasons["/"].queue)
-                    self.failures.append(f"{client.mode} round trip {n}: {error!r} (disconnect reasons {reasons})")
+                    self.failures.append(
+                        f"{client.mode} round trip {n} at {time.monotonic() - started:.1f}s: {error!r} "
+                        f"(disconnect reasons {reasons})"
+                    )
             if len(self.failures) > 20:
                 return
             time.sleep(0.02)

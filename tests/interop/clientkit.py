@@ -74,13 +74,13 @@ class RecordingClient:
             self.connect_errors[namespace].put(data)
         return handler
 
-    def connect(self, url: str, mode: TransportMode, auth=None) -> None:
+    def connect(self, url: str, mode: TransportMode, auth=None, wait_timeout: float = RESPONSE_TIMEOUT) -> None:
         self.client.connect(
             url,
             namespaces=self.namespaces,
             transports=mode.transports,
             auth=auth,
-            wait_timeout=RESPONSE_TIMEOUT,
+            wait_timeout=wait_timeout,
         )
 
     def wait_event(self, event: str, namespace: str = "/", timeout: float = RESPONSE_TIMEOUT) -> tuple:

@@ -14,6 +14,7 @@ import uuid
 import pytest
 import socketio
 
+from conftest import SioServerProcess, fixture_binary
 from interop.clientkit import RESPONSE_TIMEOUT, TRANSPORT_MODES, RecordingClient, wait_until
 
 pytestmark = pytest.mark.parametrize("mode", TRANSPORT_MODES, ids=str)
@@ -218,24 +219,39 @@ def test_heartbeats_keep_an_idle_connection_alive(sio_url, mode, clients):
     assert client.call("message-with-ack", "after idle") == "after idle"
 
 
-# Polling-only clients each make about seven HTTP requests a second here (a ping every
-# 300 ms, a pong due within 200 ms); 200 of them in one python process cannot meet that
-# deadline on two shared cores, so the client side, not the server, would drop them.
-CROWD_SIZE = {"websocket-only": 200, "polling-then-upgrade": 200, "polling-only": 50}
+# The crowd gets its own server with slower heartbeats (sio-conformance's --ping-interval /
+# --ping-timeout options). At the contract's 300 ms / 200 ms every client must pong within
+# 200 ms; 200 python-socketio clients (three threads each) in one process miss that deadline
+# on two busy cores whatever the server does: python-socketio's own server drops them the
+# same way. Heartbeats at the contract's values are tested above with fewer clients.
+CROWD_SIZE = 200
+CROWD_HEARTBEAT_ARGS = ("--ping-interval", "2000", "--ping-timeout", "5000")
+
+
+@pytest.fixture(scope="module")
+def crowd_server_url():
+    server = SioServerProcess(fixture_binary(), name="sio-conformance-crowd", extra_args=CROWD_HEARTBEAT_ARGS)
+    yield server.url
+    alive = server.is_alive()
+    server.stop()
+    assert alive, f"crowd server died:\n{server.tail()}"
 
 
 @pytest.mark.slow
-def test_two_hundred_clients_at_once(sio_url, mode, clients):
-    count = CROWD_SIZE[mode.name]
+def test_two_hundred_clients_at_once(crowd_server_url, mode, clients):
+    sio_url = crowd_server_url
+    count = CROWD_SIZE
     room = unique_room("crowd")
     crowd = [clients() for _ in range(count)]
     started = time.monotonic()
 
+    # Generous per-client deadlines: with 200 clients (600 threads) in this one process the
+    # python side, not the server, is what is slow here.
     def join(client: RecordingClient) -> str:
-        client.connect(sio_url, mode)
-        return client.call("join", room)
+        client.connect(sio_url, mode, wait_timeout=20)
+        return client.client.call("join", room, timeout=20)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         joined = list(pool.map(join, crowd, timeout=120))
     assert joined == [room] * count
 
