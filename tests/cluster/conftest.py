@@ -17,6 +17,8 @@ NODE_BIN = os.environ.get("CLUSTER_NODE_BIN", os.path.join(REPO, ".build", "debu
 # the shared broker other suites use.
 TEST_BROKER = os.path.join(REPO, "tests", "cluster", "test-broker")
 AMQP_URL = os.environ.get("CLUSTER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5673")
+LOG_DIR = os.environ.get("CLUSTER_LOG_DIR", "/tmp/sio-cluster-test-logs")
+os.makedirs(LOG_DIR, exist_ok=True)
 BASE_PORT = int(os.environ.get("CLUSTER_BASE_PORT", "39170"))
 
 
@@ -132,6 +134,9 @@ def cluster(broker, request):
     finally:
         for node in nodes:
             node.stop()
+            # Kept for post-mortems: the node's own log of the last test.
+            with open(os.path.join(LOG_DIR, f"node-{node.name}.log"), "w") as log:
+                log.write("\n".join(node.lines) + "\n")
 
 
 def _server_count(node):
