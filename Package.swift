@@ -113,6 +113,7 @@ let package = Package(
             dependencies: [
                 "EngineIO", "SocketIO", "SocketIONIO", "SocketIORabbitMQ",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
