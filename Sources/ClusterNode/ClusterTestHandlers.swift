@@ -108,6 +108,7 @@ func metricsJSON(_ cluster: RabbitMQCluster) -> JSONValue {
     let metrics = cluster.metrics
     return [
         "published": .number(Int(metrics.published)),
+        "publishedBatches": .number(Int(metrics.publishedBatches)),
         "received": .number(Int(metrics.received)),
         "receivedBroadcasts": .number(Int(metrics.receivedBroadcasts)),
         "duplicatesDropped": .number(Int(metrics.duplicatesDropped)),

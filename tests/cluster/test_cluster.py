@@ -272,3 +272,26 @@ def test_room_aware_routing_sends_room_broadcasts_only_to_member_nodes(cluster, 
     reached = _room_traffic_reaching_uninvolved_node(cluster, clients)
     print(f"\nroom broadcasts reaching an uninvolved node, room-aware routing: {reached} (saved 20 of 20)")
     assert reached == 0
+
+
+def test_measure_cross_node_broadcast_rate_and_publish_latency(cluster, clients):
+    """Prints numbers for docs/CLUSTER.md; asserts only that everything arrived once."""
+    observers = [clients(node) for node in cluster]
+    sender = clients(cluster[0])
+    count = 1000
+    started = time.monotonic()
+    assert sender.call("start-traffic", {"count": count, "interval_ms": 1}) is True
+
+    def seen(client):
+        return [p["seq"] for p in _payloads(client, "traffic")]
+
+    assert wait_until(lambda: all(len(seen(o)) >= count for o in observers), 60)
+    elapsed = time.monotonic() - started
+    _settle()
+    for observer in observers:
+        assert seen(observer) == list(range(count))
+    metrics = _metrics(cluster[0])
+    print(f"\n{count} broadcasts from node a reached nodes b and c in {elapsed:.2f}s "
+          f"({count / elapsed:.0f}/s, emitter paced at <=1000/s); publish latency mean "
+          f"{metrics['meanPublishLatencyMs']:.2f} ms, max {metrics['maxPublishLatencyMs']:.1f} ms; "
+          f"{metrics['published']} messages in {metrics['publishedBatches']} AMQP publishes")
