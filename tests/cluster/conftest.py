@@ -114,9 +114,12 @@ def wait_until(predicate, timeout, interval=0.05):
 def broker():
     if not os.path.exists(NODE_BIN):
         pytest.fail(f"{NODE_BIN} missing: run `swift build --product sio-cluster-node` first")
+    was_running = rabbitmq("status", check=False).returncode == 0
     rabbitmq("start")
     yield
-    # Left running for other suites; scripts/rabbitmq stop is the caller's choice.
+    if not was_running:
+        # We started this private node, so we stop it (by its node name, nothing else).
+        rabbitmq("stop", check=False)
 
 
 @pytest.fixture
