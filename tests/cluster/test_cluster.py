@@ -171,6 +171,38 @@ def test_broker_restart_under_steady_traffic_loses_and_duplicates_nothing(cluste
     assert done or overflow > 0, "not every packet arrived"
 
 
+def test_forced_connection_close_under_traffic_loses_and_duplicates_nothing(cluster, clients):
+    """The broker drops every connection (it stays up, so the AMQP client reconnects at
+    once): unconfirmed and held messages are re-sent, copies are dropped by the receivers."""
+    observers = [clients(node) for node in cluster]
+    senders = [clients(node) for node in cluster]
+    count = 200
+    for sender in senders:
+        assert sender.call("start-traffic", {"count": count, "interval_ms": 10}) is True
+    time.sleep(0.7)
+    rabbitmq("close-connections")
+    expected = {(node.name, seq) for node in cluster for seq in range(count)}
+
+    def seen(client):
+        return [(p["node"], p["seq"]) for p in _payloads(client, "traffic")]
+
+    done = wait_until(lambda: all(len(seen(o)) >= len(expected) for o in observers), 30)
+    _settle()
+    metrics = [_metrics(node) for node in cluster]
+    print(f"\nafter a forced close: {metrics}")
+    for node in cluster:
+        assert any("RabbitMQ connection recovered" in line for line in node.lines), f"{node.name} never lost its connection"
+    for observer in observers:
+        received = seen(observer)
+        assert len(received) == len(set(received)), f"{observer.node.name}: duplicates"
+        assert set(received) == expected, f"{observer.node.name}: {len(expected - set(received))} missing"
+        for node in cluster:
+            sequence = [seq for origin, seq in received if origin == node.name]
+            assert sequence == sorted(sequence), f"{observer.node.name}: out of order from {node.name}"
+    assert done
+    assert all(_ready(node) for node in cluster)
+
+
 class RawSocketIOClient:
     """A minimal Socket.IO v5 client over one WebSocket, enough for connection state
     recovery (python-socketio's client does not send `pid`/`offset`)."""
