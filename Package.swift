@@ -141,7 +141,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "AMQPProtocolTests", dependencies: ["AMQPProtocol"]),
-        .testTarget(name: "SocketIORabbitMQTests", dependencies: ["SocketIORabbitMQ", "EngineIO"]),
+        .testTarget(
+            name: "SocketIORabbitMQTests",
+            dependencies: ["SocketIORabbitMQ", "EngineIO", .product(name: "DequeModule", package: "swift-collections")]
+        ),
         .testTarget(
             name: "AMQPClientTests",
             dependencies: [

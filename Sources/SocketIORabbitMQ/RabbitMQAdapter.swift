@@ -465,41 +465,15 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         publishWakeups.yield()
     }
 
-    /// Up to `maxBatchMessages` / `maxBatchBytes` jobs for the destination of the first
-    /// one, in order. Recovery-stream records may be passed over (or taken past other
-    /// jobs): nothing orders them against node traffic, which matters because every
-    /// broadcast with recovery on is followed by its stream record, and strict order would
-    /// leave batches of one. Jobs for node queues are never reordered among themselves: a
-    /// peer's duplicate filter relies on their order.
+    /// What queued up for one destination, as `PublishBatching` allows.
     private func takeBatch() -> [PublishJob] {
         let streamName = recoveryStreamName
-        func isStreamRecord(_ job: PublishJob) -> Bool {
-            streamName != nil && job.outgoing.exchange.isEmpty && job.outgoing.routingKeys == [streamName!]
-        }
         return pendingJobs.withLockedValue { jobs in
-            guard let first = jobs.first else { return [] }
-            let firstIsStreamRecord = isStreamRecord(first)
-            var batch: [PublishJob] = []
-            var kept = Deque<PublishJob>()
-            var bytes = 0
-            var closed = false
-            while let job = jobs.popFirst() {
-                let sameDestination = job.epoch == first.epoch && job.outgoing.exchange == first.outgoing.exchange
-                    && job.outgoing.routingKeys == first.outgoing.routingKeys
-                if !closed, sameDestination, batch.count < Self.maxBatchMessages,
-                   batch.isEmpty || bytes + job.outgoing.body.readableBytes <= Self.maxBatchBytes {
-                    bytes += job.outgoing.body.readableBytes
-                    batch.append(job)
-                    continue
-                }
-                // Node traffic may not overtake node traffic: after the first job left
-                // behind that is not a stream record, the batch is closed.
-                if !firstIsStreamRecord && !isStreamRecord(job) { closed = true }
-                kept.append(job)
-                if batch.count >= Self.maxBatchMessages { closed = true }
-            }
-            jobs = kept
-            return batch
+            PublishBatching.takeBatch(
+                from: &jobs, maxMessages: Self.maxBatchMessages, maxBytes: Self.maxBatchBytes,
+                destination: { "\($0.epoch)|\($0.outgoing.exchange)|\($0.outgoing.routingKeys.joined(separator: ","))" },
+                size: { $0.outgoing.body.readableBytes },
+                mayBeReordered: { streamName != nil && $0.outgoing.exchange.isEmpty && $0.outgoing.routingKeys == [streamName!] })
         }
     }
 
