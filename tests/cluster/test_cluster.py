@@ -280,16 +280,27 @@ def _room_traffic_reaching_uninvolved_node(cluster, clients):
     Returns how many of those broadcasts reached node c (which has no member)."""
     member = clients(cluster[0])
     assert member.call("join", "solo") == "solo"
-    time.sleep(0.3)  # the room binding (room-aware mode) is asynchronous
+    senders = [clients(cluster[1]), clients(cluster[2])]
+    # The room binding (room-aware mode) is made asynchronously after the join: wait until
+    # a warm-up from each sender arrives before counting.
+    for sender in senders:
+        def warmed_up(sender=sender):
+            sender.call("broadcast", {"room": "solo", "payload": "warmup-" + sender.node.name})
+            return wait_until(lambda: "warmup-" + sender.node.name in _payloads(member), 0.5)
+        assert wait_until(warmed_up, 10, interval=0), "room binding never became effective"
+    _settle()
     probe_c = clients(cluster[2])
     before = probe_c.call("metrics")["receivedBroadcasts"]
-    senders = [clients(cluster[1]), clients(cluster[2])]
     for sender in senders:
         for index in range(20):
             assert sender.call("broadcast", {"room": "solo", "payload": index}) is True
-    assert wait_until(lambda: len(_payloads(member)) >= 40, 10)
+
+    def counted():
+        return [p for p in _payloads(member) if isinstance(p, int)]
+
+    assert wait_until(lambda: len(counted()) >= 40, 10)
     _settle()
-    assert sorted(_payloads(member)) == sorted(list(range(20)) * 2)
+    assert sorted(counted()) == sorted(list(range(20)) * 2)
     return probe_c.call("metrics")["receivedBroadcasts"] - before
 
 
