@@ -8,6 +8,7 @@ public final class SocketIOAcknowledgement: Sendable {
     private let sent = NIOLockedValueBox(false)
     private let send: @Sendable ([JSONValue]) -> Void
 
+    /// `send` delivers the answer; adapters use this to carry acks across nodes.
     public init(send: @escaping @Sendable ([JSONValue]) -> Void) {
         self.send = send
     }
