@@ -4,6 +4,26 @@ import ArgumentParser
 import Histogram
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// CPU seconds (user + system) this process has used: on a machine shared with builds and the broker,
+/// CPU per message is a fairer measure than wall-clock rates.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+    let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    return user + system
+}
+
 /// Publishes with confirms while consuming, against a real broker, and reports throughput and
 /// publish-to-delivery latency. bench/amqp/aio_pika_bench.py runs the same workload with aio-pika.
 @main
@@ -34,12 +54,21 @@ struct AMQPBench: AsyncParsableCommand {
     @Option(help: "Seconds to wait for deliveries after the last confirm before giving up.")
     var timeout: Double = 120
 
+    @Flag(help: "Measure only the AMQPProtocol codec in this process (no broker): encode publishes, decode deliveries.")
+    var codecOnly = false
+
     func validate() throws {
         guard self.size >= 8 else { throw ValidationError("--size must be at least 8 (the timestamp)") }
         guard self.messages > 0, self.window > 0 else { throw ValidationError("--messages and --window must be positive") }
     }
 
     func run() async throws {
+        if self.codecOnly {
+            let report = CodecBenchmark(messages: self.messages, size: self.size).run()
+            print(report.summary)
+            print(report.json)
+            return
+        }
         let connection = try await AMQPConnection.connect(try AMQPConnectionConfiguration(url: self.url))
         let publishChannel = try await connection.openChannel()
         try await publishChannel.confirmSelect()
@@ -48,17 +77,20 @@ struct AMQPBench: AsyncParsableCommand {
         let consumer = try await consumeChannel.consume(queue: queue, noAck: true)
 
         let origin = ContinuousClock.now
+        let cpuAtStart = processCPUSeconds()
         async let consumed = Self.consume(consumer, expected: self.messages, origin: origin, giveUpAfter: self.timeout)
         let published = await Self.publish(
             count: self.messages, size: self.size, window: self.window, on: publishChannel, routingKey: queue, origin: origin
         )
         let delivery = await consumed
+        let cpuSeconds = processCPUSeconds() - cpuAtStart
         try? await connection.close()
 
         let report = Report(
             messages: self.messages, size: self.size, confirmed: published.confirmed, failed: published.failed,
             received: delivery.received, publishSeconds: published.seconds,
-            seconds: delivery.lastDeliverySeconds ?? Self.seconds(since: origin), latencyMicros: delivery.latencyMicros
+            seconds: delivery.lastDeliverySeconds ?? Self.seconds(since: origin), cpuSeconds: cpuSeconds,
+            latencyMicros: delivery.latencyMicros
         )
         print(report.summary)
         print(report.json)
@@ -168,7 +200,11 @@ struct Report {
     var received: Int
     var publishSeconds: Double
     var seconds: Double
+    var cpuSeconds: Double
     var latencyMicros: Histogram<UInt64>
+
+    /// Client CPU per 1,000 messages, each both published and consumed.
+    var cpuMillisecondsPerThousand: Double { Double(self.cpuSeconds) * 1e6 / Double(max(self.messages, 1)) }
 
     var publishedPerSecond: Double { self.publishSeconds > 0 ? Double(self.confirmed) / self.publishSeconds : 0 }
     var consumedPerSecond: Double { self.seconds > 0 ? Double(self.received) / self.seconds : 0 }
@@ -181,7 +217,8 @@ struct Report {
         amqp-bench (Swift AMQPClient): \(self.confirmed)/\(self.messages) confirmed (\(self.failed) failed), \
         \(self.received) received in \(rounded(self.seconds, 3)) s; publish \(rounded(self.publishedPerSecond, 1))/s, \
         consume \(rounded(self.consumedPerSecond, 1))/s, latency p50 \(rounded(self.latencyMilliseconds(atPercentile: 50), 3)) ms \
-        p99 \(rounded(self.latencyMilliseconds(atPercentile: 99), 3)) ms, max \(rounded(Double(self.latencyMicros.max) / 1_000, 3)) ms
+        p99 \(rounded(self.latencyMilliseconds(atPercentile: 99), 3)) ms, max \(rounded(Double(self.latencyMicros.max) / 1_000, 3)) ms; \
+        client CPU \(rounded(self.cpuSeconds, 2)) s = \(rounded(self.cpuMillisecondsPerThousand, 1)) ms per 1,000 messages
         """
     }
 
@@ -197,6 +234,7 @@ struct Report {
             ("consumed_per_s", "\(rounded(self.consumedPerSecond, 1))"),
             ("latency_ms_p50", "\(rounded(self.latencyMilliseconds(atPercentile: 50), 3))"),
             ("latency_ms_p99", "\(rounded(self.latencyMilliseconds(atPercentile: 99), 3))"),
+            ("client_cpu_ms_per_1000", "\(rounded(self.cpuMillisecondsPerThousand, 2))"),
         ]
         return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
     }
@@ -206,4 +244,86 @@ func rounded(_ value: Double, _ digits: Int) -> Double {
     var scale = 1.0
     for _ in 0..<digits { scale *= 10 }
     return (value * scale).rounded() / scale
+}
+
+/// Codec cost alone: what one publish costs to encode and one delivery to decode, in CPU time of
+/// this process (so other load on the machine does not count against it).
+struct CodecBenchmark {
+    var messages: Int
+    var size: Int
+
+    struct Result {
+        var messages: Int
+        var size: Int
+        var encodeSeconds: Double
+        var decodeSeconds: Double
+        var bytesPerMessage: Int
+
+        var summary: String {
+            """
+            AMQPProtocol codec: \(self.messages) messages of \(self.size) bytes; encode basic.publish+header+body \
+            \(rounded(Double(self.messages) / self.encodeSeconds, 0)) per CPU-second, decode basic.deliver+header+body \
+            \(rounded(Double(self.messages) / self.decodeSeconds, 0)) per CPU-second (\(self.bytesPerMessage) wire bytes each)
+            """
+        }
+
+        var json: String {
+            "{\"client\": \"AMQPProtocol codec\", \"messages\": \(self.messages), \"size\": \(self.size), "
+                + "\"encode_per_s\": \(rounded(Double(self.messages) / self.encodeSeconds, 0)), "
+                + "\"decode_per_s\": \(rounded(Double(self.messages) / self.decodeSeconds, 0))}"
+        }
+    }
+
+    func run() -> Result {
+        let body = ByteBuffer(repeating: UInt8(ascii: "x"), count: self.size)
+        let properties = AMQPBasicProperties(contentType: "application/octet-stream", deliveryMode: 1)
+        let frameMax = AMQPFrameDecoder.defaultMaxFrameSize
+
+        // Encode: one publish at a time into a reused buffer, as a connection's write path would.
+        var out = ByteBuffer()
+        out.reserveCapacity(4096)
+        let publish = AMQPMethod.basicPublish(BasicPublish(exchange: "", routingKey: "bench-queue"))
+        var encodedBytes = 0
+        let encodeStart = processCPUSeconds()
+        for _ in 0..<self.messages {
+            out.clear()
+            AMQPFrame.encodeMessage(channel: 1, method: publish, properties: properties, body: body, maxFrameSize: frameMax, into: &out)
+            encodedBytes &+= out.readableBytes
+        }
+        let encodeSeconds = processCPUSeconds() - encodeStart
+        let bytesPerMessage = encodedBytes / self.messages
+
+        // Decode: a stream of deliveries cut into 64 KiB reads, as they come off a socket.
+        var stream = ByteBuffer()
+        let batch = min(self.messages, 1000)
+        for tag in 0..<batch {
+            let deliver = AMQPMethod.basicDeliver(BasicDeliver(consumerTag: "ctag-1", deliveryTag: UInt64(tag + 1), exchange: "", routingKey: "bench-queue"))
+            AMQPFrame.encodeMessage(channel: 1, method: deliver, properties: properties, body: body, maxFrameSize: frameMax, into: &stream)
+        }
+        var decoder = AMQPFrameDecoder(maxFrameSize: frameMax)
+        var assembler = AMQPContentAssembler()
+        var delivered = 0
+        var bodyBytes = 0
+        let decodeStart = processCPUSeconds()
+        while delivered < self.messages {
+            var input = stream
+            while delivered < self.messages, let frame = try! decoder.decode(buffer: &input) {
+                let message: AMQPContentMessage?
+                switch frame {
+                case .method(_, let method): try! assembler.start(method: method); message = nil
+                case .header(_, let header): message = try! assembler.append(header: header)
+                case .body(_, let part): message = try! assembler.append(body: part)
+                case .heartbeat: message = nil
+                }
+                if let message {
+                    delivered += 1
+                    bodyBytes &+= message.body.readableBytes
+                }
+            }
+        }
+        let decodeSeconds = processCPUSeconds() - decodeStart
+        precondition(bodyBytes == self.messages * self.size, "decoded bodies do not add up")
+        return Result(messages: self.messages, size: self.size, encodeSeconds: encodeSeconds, decodeSeconds: decodeSeconds, bytesPerMessage: bytesPerMessage)
+    }
+
 }

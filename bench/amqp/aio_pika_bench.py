@@ -64,6 +64,7 @@ async def run(args):
                 window.release()
 
         started = time.perf_counter_ns()
+        cpu_at_start = time.process_time()
         for _ in range(args.messages):
             await window.acquire()
             task = asyncio.ensure_future(publish_one())
@@ -78,6 +79,7 @@ async def run(args):
         except asyncio.TimeoutError:
             pass
         finished = last_received_at or time.perf_counter_ns()
+        cpu_seconds = time.process_time() - cpu_at_start
 
     publish_seconds = (published_at - started) / 1e9
     total_seconds = (finished - started) / 1e9
@@ -93,6 +95,7 @@ async def run(args):
         "consumed_per_s": round(received / total_seconds, 1) if total_seconds > 0 else 0.0,
         "latency_ms_p50": round(percentile(latencies_ms, 0.50), 3),
         "latency_ms_p99": round(percentile(latencies_ms, 0.99), 3),
+        "client_cpu_ms_per_1000": round(cpu_seconds * 1e6 / args.messages, 2),
     }
 
 
@@ -110,7 +113,8 @@ def main():
     print(f"{result['client']}: {result['confirmed']}/{result['messages']} confirmed, "
           f"{result['received']} received in {result['seconds']} s; "
           f"publish {result['published_per_s']}/s, consume {result['consumed_per_s']}/s, "
-          f"latency p50 {result['latency_ms_p50']} ms p99 {result['latency_ms_p99']} ms")
+          f"latency p50 {result['latency_ms_p50']} ms p99 {result['latency_ms_p99']} ms; "
+          f"client CPU {result['client_cpu_ms_per_1000']} ms per 1,000 messages")
     print(json.dumps(result))
     return 0 if result["received"] == args.messages and result["confirmed"] == args.messages else 1
 

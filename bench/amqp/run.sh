@@ -35,8 +35,8 @@ if [[ ! -x .venv-bench/bin/python ]]; then
 fi
 .venv-bench/bin/pip install --quiet --disable-pip-version-check aio-pika
 
-swift build -c release --product amqp-bench
-BENCH_BIN="$(swift build -c release --show-bin-path)/amqp-bench"
+swift build -c release --product amqp-bench --scratch-path .build-release
+BENCH_BIN="$(swift build -c release --scratch-path .build-release --show-bin-path)/amqp-bench"
 
 COMMON=(--url "$URL" --messages "$MESSAGES" --size "$SIZE" --window "$WINDOW" --timeout "$TIMEOUT")
 

@@ -20,6 +20,7 @@ ROWS = [
     ("latency_ms_p50", "latency p50 (ms)", False),
     ("latency_ms_p99", "latency p99 (ms)", False),
     ("seconds", "wall time (s)", False),
+    ("client_cpu_ms_per_1000", "client CPU ms per 1,000 messages", False),
     ("confirmed", "confirmed", None),
     ("received", "received", None),
 ]
