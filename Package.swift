@@ -114,6 +114,7 @@ let package = Package(
             dependencies: [
                 "EngineIO", "SocketIO", "SocketIONIO", "SocketIORabbitMQ",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -158,7 +159,10 @@ let package = Package(
         ),
         .testTarget(name: "ChatCoreTests", dependencies: ["ChatCore"]),
         .testTarget(name: "AMQPProtocolTests", dependencies: ["AMQPProtocol"]),
-        .testTarget(name: "SocketIORabbitMQTests", dependencies: ["SocketIORabbitMQ", "EngineIO"]),
+        .testTarget(
+            name: "SocketIORabbitMQTests",
+            dependencies: ["SocketIORabbitMQ", "EngineIO", .product(name: "DequeModule", package: "swift-collections")]
+        ),
         .testTarget(
             name: "AMQPClientTests",
             dependencies: [

@@ -2,6 +2,7 @@ import ArgumentParser
 import EngineIO
 import Logging
 import NIOCore
+import NIOHTTP1
 import SocketIO
 import SocketIONIO
 import SocketIORabbitMQ
@@ -56,7 +57,22 @@ struct ClusterNodeCommand: AsyncParsableCommand {
         try await io.start()
 
         let endpoint = EngineIOEndpoint(path: "/socket.io/", configuration: EngineServerConfiguration(), delegate: io, logger: logger)
-        let server = EngineIOHTTPServer(configuration: EngineIOHTTPServerConfiguration(host: "127.0.0.1", port: port), endpoints: [endpoint], logger: logger)
+        let server = EngineIOHTTPServer(
+            configuration: EngineIOHTTPServerConfiguration(host: "127.0.0.1", port: port), endpoints: [endpoint],
+            fallback: { request in
+                switch request.path {
+                case "/readyz":
+                    // Not ready while the broker is away: a load balancer may prefer other
+                    // nodes, though this one still serves its own clients.
+                    return cluster.isReady
+                        ? HTTPFallbackResponse(status: .ok, contentType: "text/plain", body: "ready")
+                        : HTTPFallbackResponse(status: .serviceUnavailable, contentType: "text/plain", body: "broker unavailable")
+                case "/metrics":
+                    return HTTPFallbackResponse(status: .ok, contentType: "application/json", body: metricsJSON(cluster).jsonText)
+                default:
+                    return .notFound
+                }
+            }, logger: logger)
         try await server.start()
         say("listening on http://127.0.0.1:\(server.port ?? port)")
 

@@ -98,20 +98,27 @@ func installClusterTestHandlers(on io: SocketIOServer, nodeName: String, cluster
             ack?(true)
         }
         socket.on("metrics") { _, ack in
-            let metrics = cluster.metrics
-            ack?([
-                "published": .number(Int(metrics.published)),
-                "received": .number(Int(metrics.received)),
-                "receivedBroadcasts": .number(Int(metrics.receivedBroadcasts)),
-                "duplicatesDropped": .number(Int(metrics.duplicatesDropped)),
-                "outboxSize": .number(metrics.outboxSize),
-                "outboxOverflow": .number(Int(metrics.outboxOverflow)),
-                "publishFailures": .number(Int(metrics.publishFailures)),
-                "meanPublishLatencyMs": .number(metrics.meanPublishLatencyMilliseconds),
-                "ready": .bool(cluster.isReady),
-            ])
+            ack?(metricsJSON(cluster))
         }
     }
+}
+
+/// The cluster counters as one JSON object (the `metrics` event and GET /metrics).
+func metricsJSON(_ cluster: RabbitMQCluster) -> JSONValue {
+    let metrics = cluster.metrics
+    return [
+        "published": .number(Int(metrics.published)),
+        "publishedBatches": .number(Int(metrics.publishedBatches)),
+        "received": .number(Int(metrics.received)),
+        "receivedBroadcasts": .number(Int(metrics.receivedBroadcasts)),
+        "duplicatesDropped": .number(Int(metrics.duplicatesDropped)),
+        "outboxSize": .number(metrics.outboxSize),
+        "outboxOverflow": .number(Int(metrics.outboxOverflow)),
+        "publishFailures": .number(Int(metrics.publishFailures)),
+        "meanPublishLatencyMs": .number(metrics.meanPublishLatencyMilliseconds),
+        "maxPublishLatencyMs": .number(Double(metrics.publishLatencyMaxNanoseconds) / 1e6),
+        "ready": .bool(cluster.isReady),
+    ]
 }
 
 /// `{room?, except?}` of a test request as a broadcast operator on the whole namespace.

@@ -1,5 +1,6 @@
 import AMQPClient
 import AMQPProtocol
+import DequeModule
 import EngineIO
 import Logging
 import NIOConcurrencyHelpers
@@ -29,8 +30,10 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     private let options: RabbitMQAdapterOptions
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
-    private let publishJobs: AsyncStream<PublishJob>.Continuation
-    private let publishJobStream: AsyncStream<PublishJob>
+    /// Jobs for the publisher, in outbox order; it takes what has queued up as one batch.
+    private let pendingJobs = NIOLockedValueBox<Deque<PublishJob>>([])
+    private let publishWakeups: AsyncStream<Void>.Continuation
+    private let publishWakeupStream: AsyncStream<Void>
     private let bindingChanges: AsyncStream<RoomBindingTracker.Change>.Continuation
     private let bindingChangeStream: AsyncStream<RoomBindingTracker.Change>
     private let channels = NIOLockedValueBox<(publish: AMQPChannel, consume: AMQPChannel)?>(nil)
@@ -79,7 +82,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         self.state = NIOLockedValueBox(State(
             outbox: ClusterOutbox(capacity: cluster.options.outboxCapacity, overflowPolicy: cluster.options.outboxOverflowPolicy),
             membership: ClusterMembership(heartbeatTimeoutNanoseconds: UInt64(cluster.options.heartbeatTimeoutSeconds * 1e9))))
-        (publishJobStream, publishJobs) = AsyncStream<PublishJob>.makeStream()
+        (publishWakeupStream, publishWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (bindingChangeStream, bindingChanges) = AsyncStream<RoomBindingTracker.Change>.makeStream()
     }
 
@@ -127,7 +130,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             state.epoch += 1
             return (state.outbox.connectionRestored(), state.epoch)
         }
-        for (item, number) in replay.0 { publishJobs.yield(PublishJob(outgoing: item, publishNumber: number, epoch: replay.1)) }
+        enqueue(replay.0.map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: replay.1) })
 
         let heartbeatNanoseconds = UInt64(options.heartbeatIntervalSeconds * 1e9)
         let started: [Task<Void, Never>] = [
@@ -163,7 +166,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         for _ in 0..<20 where state.withLockedValue({ $0.outbox.count }) > 0 {
             try? await Task.sleep(nanoseconds: 25_000_000)
         }
-        publishJobs.finish()
+        publishWakeups.finish()
         bindingChanges.finish()
         for task in tasks.withLockedValue({ $0 }) { task.cancel() }
         let waiters = state.withLockedValue { state in
@@ -344,7 +347,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                     try await delivery.ack(multiple: true)
                     unacked = 0
                 }
-                guard let message = try? ClusterMessageCodec.decode(delivery.body), message.namespace == namespace.name else { continue }
+                for body in (try? ClusterBatchCodec.split(delivery.body)) ?? [] {
+                guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name else { continue }
                 switch message.payload {
                 case .sessionRecord(let record) where record.privateId == privateId:
                     session = record
@@ -365,6 +369,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                         missedPackets: packets)
                 default:
                     break
+                }
                 }
             }
         } catch {
@@ -451,46 +456,78 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 return nil
             }
         }
-        if let job { publishJobs.yield(job) }
+        if let job { enqueue([job]) }
     }
 
-    /// One publisher per adapter, publishing in outbox order and waiting for each confirm:
-    /// concurrent publishes from separate tasks could overtake each other.
+    private func enqueue(_ jobs: [PublishJob]) {
+        guard !jobs.isEmpty else { return }
+        pendingJobs.withLockedValue { $0.append(contentsOf: jobs) }
+        publishWakeups.yield()
+    }
+
+    /// What queued up for one destination, as `PublishBatching` allows.
+    private func takeBatch() -> [PublishJob] {
+        let streamName = recoveryStreamName
+        return pendingJobs.withLockedValue { jobs in
+            PublishBatching.takeBatch(
+                from: &jobs, maxMessages: Self.maxBatchMessages, maxBytes: Self.maxBatchBytes,
+                destination: { "\($0.epoch)|\($0.outgoing.exchange)|\($0.outgoing.routingKeys.joined(separator: ","))" },
+                size: { $0.outgoing.body.readableBytes },
+                mayBeReordered: { streamName != nil && $0.outgoing.exchange.isEmpty && $0.outgoing.routingKeys == [streamName!] })
+        }
+    }
+
+    static let maxBatchMessages = 256
+    static let maxBatchBytes = 256 * 1024
+
+    /// One publisher per adapter, publishing in outbox order and waiting for each confirm
+    /// (concurrent publishes from separate tasks could overtake each other). Whatever
+    /// queued up meanwhile goes out as one batch, so throughput does not stop at one
+    /// message per confirm round trip.
     private func runPublisher(on channel: AMQPChannel) async {
-        for await job in publishJobStream {
-            guard state.withLockedValue({ $0.epoch == job.epoch && $0.outbox.isConnected }) else { continue }
-            var properties = AMQPBasicProperties(deliveryMode: 2)
-            if job.outgoing.routingKeys.count > 1 {
-                // Sender-selected distribution: one copy per queue however many keys match.
-                properties.headers = ["CC": .array(job.outgoing.routingKeys.dropFirst().map { .longString($0) })]
-            }
-            do {
-                try await channel.publish(job.outgoing.body, exchange: job.outgoing.exchange, routingKey: job.outgoing.routingKeys[0], properties: properties)
-                let now = Self.now()
-                state.withLockedValue { state in
-                    guard state.epoch == job.epoch else { return }
-                    for entry in state.outbox.confirm(publishNumber: job.publishNumber, multiple: false) {
-                        let latency = now &- entry.enqueuedAtNanoseconds
-                        state.metrics.published += 1
-                        state.metrics.publishLatencyTotalNanoseconds &+= latency
-                        state.metrics.publishLatencyMaxNanoseconds = max(state.metrics.publishLatencyMaxNanoseconds, latency)
+        for await _ in publishWakeupStream {
+            while true {
+                let batch = takeBatch()
+                guard let first = batch.first else { break }
+                guard state.withLockedValue({ $0.epoch == first.epoch && $0.outbox.isConnected }) else { continue }
+                var properties = AMQPBasicProperties(deliveryMode: 2)
+                if first.outgoing.routingKeys.count > 1 {
+                    // Sender-selected distribution: one copy per queue however many keys match.
+                    properties.headers = ["CC": .array(first.outgoing.routingKeys.dropFirst().map { .longString($0) })]
+                }
+                let body = ClusterBatchCodec.encode(batch.map(\.outgoing.body))
+                do {
+                    try await channel.publish(body, exchange: first.outgoing.exchange, routingKey: first.outgoing.routingKeys[0], properties: properties)
+                    let now = Self.now()
+                    state.withLockedValue { state in
+                        guard state.epoch == first.epoch else { return }
+                        state.metrics.publishedBatches += 1
+                        for job in batch {
+                            for entry in state.outbox.confirm(publishNumber: job.publishNumber, multiple: false) {
+                                let latency = now &- entry.enqueuedAtNanoseconds
+                                state.metrics.published += 1
+                                state.metrics.publishLatencyTotalNanoseconds &+= latency
+                                state.metrics.publishLatencyMaxNanoseconds = max(state.metrics.publishLatencyMaxNanoseconds, latency)
+                            }
+                        }
                     }
+                } catch AMQPError.publishNacked {
+                    state.withLockedValue { state in
+                        state.metrics.publishFailures += 1
+                        guard state.epoch == first.epoch else { return }
+                        for job in batch { state.outbox.reject(publishNumber: job.publishNumber, multiple: false) }
+                    }
+                } catch {
+                    // Connection lost or not connected: everything unconfirmed waits for recovery.
+                    let lost = state.withLockedValue { state -> Bool in
+                        state.metrics.publishFailures += 1
+                        guard state.epoch == first.epoch, state.outbox.isConnected else { return false }
+                        state.outbox.connectionLost()
+                        state.epoch += 1
+                        return true
+                    }
+                    if lost { cluster.readinessMayHaveChanged() }
                 }
-            } catch AMQPError.publishNacked {
-                state.withLockedValue { state in
-                    state.metrics.publishFailures += 1
-                    if state.epoch == job.epoch { state.outbox.reject(publishNumber: job.publishNumber, multiple: false) }
-                }
-            } catch {
-                // Connection lost or not connected: everything unconfirmed waits for recovery.
-                let lost = state.withLockedValue { state -> Bool in
-                    state.metrics.publishFailures += 1
-                    guard state.epoch == job.epoch, state.outbox.isConnected else { return false }
-                    state.outbox.connectionLost()
-                    state.epoch += 1
-                    return true
-                }
-                if lost { cluster.readinessMayHaveChanged() }
             }
         }
     }
@@ -533,7 +570,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
         guard let replay else { return }
         logger.info("replaying held cluster messages", metadata: ["count": "\(replay.jobs.count)", "namespace": "\(namespace.name)"])
-        for job in replay.jobs { publishJobs.yield(job) }
+        enqueue(replay.jobs)
         if options.roomAwareRouting {
             for key in replay.rooms where key != RoomRoutingKeys.everyNode { bindingChanges.yield(.bind(routingKey: key)) }
         }
@@ -543,6 +580,15 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     // MARK: Receiving
 
     func received(_ body: ByteBuffer) {
+        do {
+            for message in try ClusterBatchCodec.split(body) { receivedOne(message) }
+        } catch {
+            state.withLockedValue { $0.metrics.undecodable += 1 }
+            logger.warning("undecodable cluster batch dropped", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func receivedOne(_ body: ByteBuffer) {
         let message: ClusterMessage
         do {
             message = try ClusterMessageCodec.decode(body)

@@ -129,7 +129,10 @@ public final class RabbitMQCluster: Sendable {
 
 /// Plain counters for metrics exporters. Latency is from enqueue to broker confirm.
 public struct RabbitMQAdapterMetrics: Sendable, Hashable {
+    /// Cluster messages confirmed by the broker.
     public var published: UInt64 = 0
+    /// AMQP publishes that carried them (several messages share one under load).
+    public var publishedBatches: UInt64 = 0
     public var received: UInt64 = 0
     /// Broadcasts from other nodes that reached this node (room-aware routing lowers it).
     public var receivedBroadcasts: UInt64 = 0
@@ -149,6 +152,7 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
 
     mutating func add(_ other: RabbitMQAdapterMetrics) {
         published += other.published
+        publishedBatches += other.publishedBatches
         received += other.received
         receivedBroadcasts += other.receivedBroadcasts
         duplicatesDropped += other.duplicatesDropped

@@ -116,3 +116,29 @@ final class ClusterMessageCodecTests: XCTestCase {
         XCTAssertFalse(ClusterPayload.heartbeat(isInitial: true).isResponse)
     }
 }
+
+final class ClusterBatchCodecTests: XCTestCase {
+    private func body(_ sequence: UInt64) -> ByteBuffer {
+        ClusterMessageCodec.encode(ClusterMessage(origin: "a", sequence: sequence, namespace: "/", payload: .heartbeat(isInitial: false)))
+    }
+
+    func testABatchSplitsBackIntoItsMessagesInOrder() throws {
+        let batch = ClusterBatchCodec.encode([body(1), body(2), body(3)])
+        let split = try ClusterBatchCodec.split(batch)
+        XCTAssertEqual(try split.map { try ClusterMessageCodec.decode($0).sequence }, [1, 2, 3])
+    }
+
+    func testASingleMessageTravelsUnwrapped() throws {
+        let single = body(7)
+        XCTAssertEqual(ClusterBatchCodec.encode([single]), single)
+        XCTAssertEqual(try ClusterBatchCodec.split(single), [single])
+    }
+
+    func testTruncatedBatchesAreRejected() {
+        let batch = ClusterBatchCodec.encode([body(1), body(2)])
+        for length in 1..<batch.readableBytes {
+            let truncated = batch.getSlice(at: batch.readerIndex, length: length)!
+            XCTAssertThrowsError(try ClusterBatchCodec.split(truncated), "length \(length)")
+        }
+    }
+}

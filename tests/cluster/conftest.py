@@ -17,6 +17,8 @@ NODE_BIN = os.environ.get("CLUSTER_NODE_BIN", os.path.join(REPO, ".build", "debu
 # the shared broker other suites use.
 TEST_BROKER = os.path.join(REPO, "tests", "cluster", "test-broker")
 AMQP_URL = os.environ.get("CLUSTER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5673")
+LOG_DIR = os.environ.get("CLUSTER_LOG_DIR", "/tmp/sio-cluster-test-logs")
+os.makedirs(LOG_DIR, exist_ok=True)
 BASE_PORT = int(os.environ.get("CLUSTER_BASE_PORT", "39170"))
 
 
@@ -112,9 +114,12 @@ def wait_until(predicate, timeout, interval=0.05):
 def broker():
     if not os.path.exists(NODE_BIN):
         pytest.fail(f"{NODE_BIN} missing: run `swift build --product sio-cluster-node` first")
+    was_running = rabbitmq("status", check=False).returncode == 0
     rabbitmq("start")
     yield
-    # Left running for other suites; scripts/rabbitmq stop is the caller's choice.
+    if not was_running:
+        # We started this private node, so we stop it (by its node name, nothing else).
+        rabbitmq("stop", check=False)
 
 
 @pytest.fixture
@@ -132,6 +137,9 @@ def cluster(broker, request):
     finally:
         for node in nodes:
             node.stop()
+            # Kept for post-mortems: the node's own log of the last test.
+            with open(os.path.join(LOG_DIR, f"node-{node.name}.log"), "w") as log:
+                log.write("\n".join(node.lines) + "\n")
 
 
 def _server_count(node):

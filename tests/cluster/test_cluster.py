@@ -3,6 +3,7 @@ import signal
 import time
 
 import pytest
+import requests
 
 from conftest import Client, list_queues, rabbitmq, wait_until
 
@@ -121,6 +122,17 @@ def test_killed_node_costs_at_most_the_timeout_and_its_queue_expires(cluster, cl
     assert wait_until(lambda: dead_queue not in list_queues(), 6 + 12, interval=1), "dead node's queue never expired"
 
 
+def _ready(node):
+    try:
+        return requests.get(node.url + "/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _metrics(node):
+    return requests.get(node.url + "/metrics", timeout=5).json()
+
+
 def test_broker_restart_under_steady_traffic_loses_and_duplicates_nothing(cluster, clients):
     observers = [clients(node) for node in cluster for _ in range(2)]
     senders = [clients(node) for node in cluster]
@@ -129,19 +141,24 @@ def test_broker_restart_under_steady_traffic_loses_and_duplicates_nothing(cluste
         assert sender.call("start-traffic", {"count": count, "interval_ms": interval_ms}) is True
     time.sleep(2)
     rabbitmq("stop-app")
+    assert wait_until(lambda: not any(_ready(node) for node in cluster), 5), "/readyz still 200 with the broker away"
     time.sleep(10)
     rabbitmq("start-app")
     returned = time.monotonic()
+    assert wait_until(lambda: all(_ready(node) for node in cluster), 10, interval=0.2), "not ready within 10 s of the broker's return"
+    ready_after = time.monotonic() - returned
     expected = {(node.name, seq) for node in cluster for seq in range(count)}
 
     def seen(client):
         return [(p["node"], p["seq"]) for p in _payloads(client, "traffic")]
 
-    done = wait_until(lambda: all(len(seen(o)) >= len(expected) for o in observers), 25)
-    recovered_after = time.monotonic() - returned
+    done = wait_until(lambda: all(len(seen(o)) >= len(expected) for o in observers), 20)
     _settle()
-    overflow = sum(senders[0].call("metrics")["outboxOverflow"] for _ in [0])
+    metrics = [_metrics(node) for node in cluster]
+    overflow = sum(m["outboxOverflow"] for m in metrics)
+    print(f"\nready {ready_after:.1f}s after the broker returned; metrics: {metrics}")
     for observer in observers:
+        assert observer.sio.connected, "clients stay connected while the broker is away"
         received = seen(observer)
         missing = expected - set(received)
         duplicated = len(received) - len(set(received))
@@ -151,9 +168,39 @@ def test_broker_restart_under_steady_traffic_loses_and_duplicates_nothing(cluste
         for node in cluster:
             sequence = [seq for origin, seq in received if origin == node.name]
             assert sequence == sorted(sequence), f"{observer.node.name}: out of order from {node.name}"
-    assert done, "not every packet arrived"
-    # Traffic ends ~5 s after the broker's return; everything is through within 10 s of it.
-    assert recovered_after < 15, f"took {recovered_after:.1f}s after the broker's return"
+    assert done or overflow > 0, "not every packet arrived"
+
+
+def test_forced_connection_close_under_traffic_loses_and_duplicates_nothing(cluster, clients):
+    """The broker drops every connection (it stays up, so the AMQP client reconnects at
+    once): unconfirmed and held messages are re-sent, copies are dropped by the receivers."""
+    observers = [clients(node) for node in cluster]
+    senders = [clients(node) for node in cluster]
+    count = 200
+    for sender in senders:
+        assert sender.call("start-traffic", {"count": count, "interval_ms": 10}) is True
+    time.sleep(0.7)
+    rabbitmq("close-connections")
+    expected = {(node.name, seq) for node in cluster for seq in range(count)}
+
+    def seen(client):
+        return [(p["node"], p["seq"]) for p in _payloads(client, "traffic")]
+
+    done = wait_until(lambda: all(len(seen(o)) >= len(expected) for o in observers), 30)
+    _settle()
+    metrics = [_metrics(node) for node in cluster]
+    print(f"\nafter a forced close: {metrics}")
+    for node in cluster:
+        assert any("RabbitMQ connection recovered" in line for line in node.lines), f"{node.name} never lost its connection"
+    for observer in observers:
+        received = seen(observer)
+        assert len(received) == len(set(received)), f"{observer.node.name}: duplicates"
+        assert set(received) == expected, f"{observer.node.name}: {len(expected - set(received))} missing"
+        for node in cluster:
+            sequence = [seq for origin, seq in received if origin == node.name]
+            assert sequence == sorted(sequence), f"{observer.node.name}: out of order from {node.name}"
+    assert done
+    assert all(_ready(node) for node in cluster)
 
 
 class RawSocketIOClient:
@@ -233,16 +280,27 @@ def _room_traffic_reaching_uninvolved_node(cluster, clients):
     Returns how many of those broadcasts reached node c (which has no member)."""
     member = clients(cluster[0])
     assert member.call("join", "solo") == "solo"
-    time.sleep(0.3)  # the room binding (room-aware mode) is asynchronous
+    senders = [clients(cluster[1]), clients(cluster[2])]
+    # The room binding (room-aware mode) is made asynchronously after the join: wait until
+    # a warm-up from each sender arrives before counting.
+    for sender in senders:
+        def warmed_up(sender=sender):
+            sender.call("broadcast", {"room": "solo", "payload": "warmup-" + sender.node.name})
+            return wait_until(lambda: "warmup-" + sender.node.name in _payloads(member), 0.5)
+        assert wait_until(warmed_up, 10, interval=0), "room binding never became effective"
+    _settle()
     probe_c = clients(cluster[2])
     before = probe_c.call("metrics")["receivedBroadcasts"]
-    senders = [clients(cluster[1]), clients(cluster[2])]
     for sender in senders:
         for index in range(20):
             assert sender.call("broadcast", {"room": "solo", "payload": index}) is True
-    assert wait_until(lambda: len(_payloads(member)) >= 40, 10)
+
+    def counted():
+        return [p for p in _payloads(member) if isinstance(p, int)]
+
+    assert wait_until(lambda: len(counted()) >= 40, 10)
     _settle()
-    assert sorted(_payloads(member)) == sorted(list(range(20)) * 2)
+    assert sorted(counted()) == sorted(list(range(20)) * 2)
     return probe_c.call("metrics")["receivedBroadcasts"] - before
 
 
@@ -257,3 +315,26 @@ def test_room_aware_routing_sends_room_broadcasts_only_to_member_nodes(cluster, 
     reached = _room_traffic_reaching_uninvolved_node(cluster, clients)
     print(f"\nroom broadcasts reaching an uninvolved node, room-aware routing: {reached} (saved 20 of 20)")
     assert reached == 0
+
+
+def test_measure_cross_node_broadcast_rate_and_publish_latency(cluster, clients):
+    """Prints numbers for docs/CLUSTER.md; asserts only that everything arrived once."""
+    observers = [clients(node) for node in cluster]
+    sender = clients(cluster[0])
+    count = 1000
+    started = time.monotonic()
+    assert sender.call("start-traffic", {"count": count, "interval_ms": 1}) is True
+
+    def seen(client):
+        return [p["seq"] for p in _payloads(client, "traffic")]
+
+    assert wait_until(lambda: all(len(seen(o)) >= count for o in observers), 60)
+    elapsed = time.monotonic() - started
+    _settle()
+    for observer in observers:
+        assert seen(observer) == list(range(count))
+    metrics = _metrics(cluster[0])
+    print(f"\n{count} broadcasts from node a reached nodes b and c in {elapsed:.2f}s "
+          f"({count / elapsed:.0f}/s, emitter paced at <=1000/s); publish latency mean "
+          f"{metrics['meanPublishLatencyMs']:.2f} ms, max {metrics['maxPublishLatencyMs']:.1f} ms; "
+          f"{metrics['published']} messages in {metrics['publishedBatches']} AMQP publishes")
