@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "AMQPClient", targets: ["AMQPProtocol", "AMQPClient"]),
         .executable(name: "sio-conformance", targets: ["SIOConformance"]),
         .executable(name: "amqp-bench", targets: ["AMQPBench"]),
+        .executable(name: "sio-bench", targets: ["SIOBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -93,6 +94,20 @@ let package = Package(
             ]
         ),
 
+        // MARK: Socket.IO load generator
+        .executableTarget(
+            name: "SIOBench",
+            dependencies: [
+                "EngineIO", "SocketIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+
         // MARK: Tests
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"]),
         .testTarget(
@@ -121,5 +136,6 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "SIOBenchTests", dependencies: ["SIOBench"]),
     ]
 )
