@@ -7,7 +7,9 @@ import NIOCore
 /// Timers: the I/O layer arms the ping timer when the session is created and re-arms it on
 /// `.heartbeatAcknowledged`; it arms the pong deadline after every `pingIntervalElapsed()`
 /// that did not close the session. Stale timer events are harmless: the machine ignores a
-/// deadline once the pong it waited for has arrived.
+/// deadline once the pong it waited for has arrived. Timers can fire late on a busy
+/// machine, so a GET also checks the clock: a session whose pong deadline has passed is
+/// dead even if its timer has not run yet.
 public struct EngineSessionStateMachine: Sendable {
     /// How the session is closed: what to tell the parked GET, the current request and the
     /// WebSocket. The delegate is told `reason` exactly once, when this action is returned.
@@ -43,11 +45,13 @@ public struct EngineSessionStateMachine: Sendable {
         case rejectRequest(EngineRequestError)
         /// A pong arrived: cancel the pong deadline, arm the next ping.
         case heartbeatAcknowledged
-        /// Write `3probe` on the probe WebSocket; release the parked GET with `6` if asked.
-        case answerProbe(releasePendingPollWithNoop: Bool)
-        /// `5` arrived: the probe WebSocket becomes the transport. Write `flush` on it first,
-        /// then release the parked GET with `6` if asked.
-        case completeUpgrade(flush: [EnginePacket], releasePendingPollWithNoop: Bool)
+        /// Write `3probe` on the probe WebSocket and call `upgradeCheckElapsed()` every
+        /// `EngineSessionStateMachine.upgradeCheckInterval` while `isUpgrading`.
+        case answerProbe
+        /// `5` arrived: the probe WebSocket becomes the transport. Write `flush` on it; refuse
+        /// a still-parked GET with `Bad request` if asked (a client that upgrades has
+        /// stopped polling, so such a GET is stale).
+        case completeUpgrade(flush: [EnginePacket], rejectPendingPoll: Bool)
         /// Accept-then-close the probe WebSocket (it is not wanted or timed out); the
         /// session goes on over polling.
         case closeProbeWebSocket
@@ -58,7 +62,8 @@ public struct EngineSessionStateMachine: Sendable {
         case none
         /// A WebSocket for this sid is open, `2probe` not yet seen.
         case attached
-        /// `3probe` sent; waiting for `5`. GETs are answered at once.
+        /// `3probe` sent; waiting for `5`. A parked GET is released with `6` by the next
+        /// upgrade check, so the client can pause polling and send `5`.
         case answered
     }
 
@@ -77,11 +82,25 @@ public struct EngineSessionStateMachine: Sendable {
     private let maxOutboundBytes: Int
     private let allowUpgrades: Bool
     private var awaitingPong = false
+    private let pingInterval: TimeAmount
+    private let pingTimeout: TimeAmount
+    /// When the next ping is due (the ping timer's deadline).
+    private var nextPingDue: NIODeadline
+    /// When the pong for the last ping is due; meaningful while `awaitingPong`.
+    private var pongDeadline: NIODeadline
 
-    public init(transport: EngineTransport, maxOutboundBytes: Int, allowUpgrades: Bool = true) {
+    /// - Parameter now: when the session was created; the first ping is due `pingInterval` later.
+    public init(
+        transport: EngineTransport, maxOutboundBytes: Int, allowUpgrades: Bool = true,
+        pingInterval: TimeAmount = .seconds(25), pingTimeout: TimeAmount = .seconds(20), now: NIODeadline = .now()
+    ) {
         self.state = transport == .polling ? .polling(pollIsParked: false, probe: .none) : .websocket
         self.maxOutboundBytes = maxOutboundBytes
         self.allowUpgrades = allowUpgrades
+        self.pingInterval = pingInterval
+        self.pingTimeout = pingTimeout
+        self.nextPingDue = now + pingInterval
+        self.pongDeadline = now + pingInterval + pingTimeout
     }
 
     /// The transport data goes over now; nil once closed.
@@ -144,6 +163,7 @@ public struct EngineSessionStateMachine: Sendable {
     public mutating func pingIntervalElapsed() -> Action {
         guard !isClosed else { return .none }
         awaitingPong = true
+        pongDeadline = nextPingDue + pingTimeout
         return enqueue([.ping])
     }
 
@@ -156,7 +176,10 @@ public struct EngineSessionStateMachine: Sendable {
     // MARK: Polling requests
 
     /// A GET for this session arrived.
-    public mutating func pollRequestArrived() -> Action {
+    public mutating func pollRequestArrived(now: NIODeadline = .now()) -> Action {
+        if case .polling = state, heartbeatExpired(now: now) {
+            return closeAbruptly(.pingTimeout, answerPendingPollWith: [.close], rejectCurrent: .unknownSessionID)
+        }
         switch state {
         case .closed:
             return .rejectRequest(.unknownSessionID)
@@ -170,10 +193,14 @@ public struct EngineSessionStateMachine: Sendable {
             return closeAbruptly(.transportError, answerPendingPollWith: [.close], rejectCurrent: .badRequest)
         case .polling(pollIsParked: false, let probe):
             if !outboundQueue.isEmpty { return .answerPoll(takeQueue()) }
-            if probe == .answered { return .answerPoll([.noop]) }
             state = .polling(pollIsParked: true, probe: probe)
             return .parkPoll
         }
+    }
+
+    /// The pong deadline has passed (or the ping is so late that it could not be answered in time).
+    private func heartbeatExpired(now: NIODeadline) -> Bool {
+        now >= (awaitingPong ? pongDeadline : nextPingDue + pingTimeout)
     }
 
     /// The parked GET's connection went away before it was answered.
@@ -206,7 +233,9 @@ public struct EngineSessionStateMachine: Sendable {
 
     /// One decoded packet arrived on `source`. On a polling session, packets from the
     /// WebSocket are the upgrade probe's.
-    public mutating func receivedPacket(_ packet: EnginePacket, from source: EngineTransport) -> Action {
+    public mutating func receivedPacket(
+        _ packet: EnginePacket, from source: EngineTransport, now: NIODeadline = .now()
+    ) -> Action {
         switch state {
         case .awaitingFinalPoll, .closed:
             return .none
@@ -219,8 +248,18 @@ public struct EngineSessionStateMachine: Sendable {
             case .pong:
                 guard awaitingPong else { return .none }
                 awaitingPong = false
+                nextPingDue = now + pingInterval
                 return .heartbeatAcknowledged
             case .close:
+                if case .polling(pollIsParked: false, _) = state {
+                    // The client's GET and its POST of `1` race; whichever comes second, the
+                    // GET must get `6` (not 400), so the sid stays for that one GET.
+                    state = .awaitingFinalPoll([.noop])
+                    outboundQueue = []
+                    outboundQueueBytes = 0
+                    return .close(CloseAction(reason: .transportClose, answerPendingPoll: nil, rejectCurrentRequest: nil,
+                                              finalPollPackets: [.noop], closeWebSocket: false))
+                }
                 return closeAbruptly(.transportClose, answerPendingPollWith: [.noop], rejectCurrent: nil)
             case .ping:
                 // v4 clients do not ping; answer anyway rather than treat it as an error.
@@ -236,11 +275,11 @@ public struct EngineSessionStateMachine: Sendable {
     private mutating func receivedProbePacket(_ packet: EnginePacket, pollIsParked: Bool, probe: ProbeState) -> Action {
         switch (packet.type, probe) {
         case (.ping, .attached) where packet.payload.readableBytesView.elementsEqual("probe".utf8):
-            state = .polling(pollIsParked: false, probe: .answered)
-            return .answerProbe(releasePendingPollWithNoop: pollIsParked)
+            state = .polling(pollIsParked: pollIsParked, probe: .answered)
+            return .answerProbe
         case (.upgrade, .answered), (.upgrade, .attached):
             state = .websocket
-            return .completeUpgrade(flush: takeQueue(), releasePendingPollWithNoop: pollIsParked)
+            return .completeUpgrade(flush: takeQueue(), rejectPendingPoll: pollIsParked)
         default:
             return abortProbe()
         }
@@ -253,6 +292,17 @@ public struct EngineSessionStateMachine: Sendable {
         guard allowUpgrades, case .polling(let parked, probe: .none) = state else { return .closeProbeWebSocket }
         state = .polling(pollIsParked: parked, probe: .attached)
         return .none
+    }
+
+    /// How often a GET parked during an upgrade is released with `6` (as the reference
+    /// server does: not at once, so a `5` that is already on its way wins the race).
+    public static let upgradeCheckInterval: TimeAmount = .milliseconds(100)
+
+    /// The periodic upgrade check (see `answerProbe`).
+    public mutating func upgradeCheckElapsed() -> Action {
+        guard case .polling(pollIsParked: true, probe: .answered) = state else { return .none }
+        state = .polling(pollIsParked: false, probe: .answered)
+        return .answerPendingPoll([.noop])
     }
 
     /// The upgrade timeout passed since the probe WebSocket arrived.

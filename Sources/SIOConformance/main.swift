@@ -1,1 +1,123 @@
-print("not built yet")
+import ArgumentParser
+import Dispatch
+import EngineIO
+import Logging
+import NIOCore
+import SocketIO
+import SocketIONIO
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The bare Engine.IO echo server of the official engine.io suite (contract section 2):
+/// every message goes back unchanged on the same session, text or binary.
+final class EngineEchoDelegate: EngineServerDelegate, EngineConnectionDelegate, Sendable {
+    func engineDidOpen(_ connection: any EngineConnection) {
+        connection.delegate = self
+    }
+
+    func connection(_ connection: any EngineConnection, didReceive message: EngineMessage) {
+        connection.send(message)
+    }
+
+    func connectionDidClose(_ connection: any EngineConnection, reason: EngineCloseReason) {}
+}
+
+struct SIOConformance: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sio-conformance",
+        abstract: "The Socket.IO / Engine.IO conformance fixture (see SERVER-CONTRACT.md)."
+    )
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port = 4100
+    @Option(help: "pingInterval in milliseconds.") var pingInterval: Int64 = 300
+    @Option(help: "pingTimeout in milliseconds.") var pingTimeout: Int64 = 200
+    @Option(help: "maxPayload (maxHttpBufferSize) in bytes.") var maxPayload = 1_000_000
+    @Option(help: "Socket.IO connectTimeout in milliseconds.") var connectTimeout: Int64 = 1000
+    @Option(help: "Minimum gap between two WebSocket flushes of one connection, in milliseconds. The official suite's node `ws` client needs consecutive messages in separate TCP reads; a few ms keeps that true on a busy machine.")
+    var webSocketFlushGap: Int64 = 10
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel = "notice"
+
+    func serve() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .notice
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var engine = EngineServerConfiguration(
+            pingInterval: .milliseconds(pingInterval),
+            pingTimeout: .milliseconds(pingTimeout),
+            maxPayload: maxPayload
+        )
+        engine.cors = EngineCORSConfiguration(allowedOrigins: .any)
+        engine.webSocketMinimumFlushGap = .milliseconds(webSocketFlushGap)
+
+        let socketIO = makeSocketIOConformanceDelegate(connectTimeout: .milliseconds(connectTimeout))
+        let server = EngineIOHTTPServer(
+            configuration: EngineIOHTTPServerConfiguration(host: host, port: port),
+            endpoints: [
+                EngineIOEndpoint(path: "/socket.io/", configuration: engine, delegate: socketIO),
+                EngineIOEndpoint(path: "/engine.io/", configuration: engine, delegate: EngineEchoDelegate()),
+            ],
+            fallback: { request in
+                switch request.path {
+                case "/health", "/healthz", "/readyz":
+                    HTTPFallbackResponse(status: .ok, contentType: "text/plain; charset=UTF-8", body: "ok")
+                default:
+                    .notFound
+                }
+            }
+        )
+        try await server.start()
+        print("listening on http://\(host):\(server.port ?? port)")
+        // Scripts wait for exactly that line, so it must not sit in a pipe buffer.
+        fflush(nil)
+
+        await waitForTerminationSignal()
+        await server.shutdown()
+    }
+}
+
+// Top-level code (this is main.swift), so the command is parsed here and served async.
+let options = SIOConformance.parseOrExit()
+do {
+    try await options.serve()
+} catch {
+    SIOConformance.exit(withError: error)
+}
+
+/// Suspends until SIGTERM or SIGINT arrives.
+func waitForTerminationSignal() async {
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGINT, SIG_IGN)
+    let queue = DispatchQueue(label: "signals")
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let resumed = SignalOnce(continuation)
+        for number in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { resumed.resume() }
+            source.resume()
+            resumed.keep(source)
+        }
+    }
+}
+
+/// Resumes the continuation on the first signal only; touched only on the signal queue.
+final class SignalOnce: @unchecked Sendable {
+    private var continuation: CheckedContinuation<Void, Never>?
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+
+    func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+
+    func resume() {
+        continuation?.resume()
+        continuation = nil
+    }
+}

@@ -96,7 +96,9 @@ public final class InMemoryAdapter: SocketIOAdapter {
             sessions.withLockedValue { $0.record(offset: offset, data: packet.data!, options: options) }
         }
         let messages = SocketIOPacketEncoder.encode(packet)
-        namespace.deliver(messages, to: matchingSocketIds(options))
+        // Everyone: skip computing the id set (the common chat case).
+        let everyone = options.rooms.isEmpty && options.except.isEmpty
+        namespace.deliver(messages, to: everyone ? nil : matchingSocketIds(options))
     }
 
     public func broadcastWithAck(

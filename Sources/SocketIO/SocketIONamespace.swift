@@ -84,24 +84,35 @@ public final class SocketIONamespace: Sendable {
         socketTable.withLockedValue { table in ids.compactMap { table[$0] } }
     }
 
-    /// For adapters: writes already-encoded messages to the local sockets `ids`. Sockets
-    /// are grouped by event loop so that a broadcast costs one task per loop, not one per
-    /// recipient; sockets on the calling loop are written to directly.
-    public func deliver(_ messages: [EngineMessage], to ids: Set<String>) {
-        let recipients = localSockets(ids)
+    /// For adapters: writes already-encoded messages to the local sockets `ids`
+    /// (every local socket when `ids` is nil).
+    public func deliver(_ messages: [EngineMessage], to ids: Set<String>?) {
+        let recipients = ids.map { localSockets($0) } ?? localSockets()
         guard !recipients.isEmpty else { return }
-        var byLoop: [ObjectIdentifier: (loop: any EventLoop, sockets: [SocketIOSocket])] = [:]
+        Self.deliver(messages, to: recipients)
+    }
+
+    /// Sockets are grouped by event loop so that a broadcast costs one task per loop,
+    /// not one per recipient; sockets on the calling loop are written to directly.
+    static func deliver(_ messages: [EngineMessage], to recipients: [SocketIOSocket]) {
+        // A handful of loops at most: a linear scan beats hashing.
+        var groups: [(loop: any EventLoop, sockets: [SocketIOSocket])] = []
         for socket in recipients {
-            if socket.eventLoop.inEventLoop {
-                socket.deliverOnLoop(messages)
+            let loop = socket.eventLoop
+            if let index = groups.firstIndex(where: { $0.loop === loop }) {
+                groups[index].sockets.append(socket)
             } else {
-                byLoop[ObjectIdentifier(socket.eventLoop), default: (socket.eventLoop, [])].sockets.append(socket)
+                groups.append((loop, [socket]))
             }
         }
-        for (_, group) in byLoop {
+        for group in groups {
             let sockets = group.sockets
-            group.loop.execute {
+            if group.loop.inEventLoop {
                 for socket in sockets { socket.deliverOnLoop(messages) }
+            } else {
+                group.loop.execute {
+                    for socket in sockets { socket.deliverOnLoop(messages) }
+                }
             }
         }
     }

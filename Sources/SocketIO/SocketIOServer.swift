@@ -44,6 +44,14 @@ public final class SocketIOServer: EngineServerDelegate, Sendable {
         return parent
     }
 
+    /// Dynamic namespaces whose whole name matches `pattern` (e.g. `/^\/room-\d+$/`).
+    public func of(_ pattern: Regex<Substring>) -> SocketIONamespace {
+        // Regex is not Sendable (it may hold custom components); this one is only read,
+        // and every match call works on its own copy of the matching state.
+        nonisolated(unsafe) let pattern = pattern
+        return of(matching: { name, _ in (try? pattern.wholeMatch(in: name)) != nil })
+    }
+
     /// The main namespace `/`.
     public var sockets: SocketIONamespace { of("/") }
 

@@ -215,14 +215,14 @@ public final class SocketIOSocket: @unchecked Sendable {
         return try result.get()
     }
 
-    /// Everyone in the namespace except this socket.
+    /// Everyone in the namespace except this socket (socket.io's `socket.broadcast`).
+    /// `to`, `in`, `except` and `local` below start from it too, as in socket.io; for a
+    /// timeout on this socket's own emit, pass `timeout:` to `emitWithAck`.
     public var broadcast: BroadcastOperator { namespace.allSocketsOperator.except([id]) }
     public func to(_ rooms: String...) -> BroadcastOperator { broadcast.to(Set(rooms)) }
     public func `in`(_ rooms: String...) -> BroadcastOperator { broadcast.to(Set(rooms)) }
     public func except(_ rooms: String...) -> BroadcastOperator { broadcast.except(Set(rooms)) }
-    public var volatile: BroadcastOperator { broadcast.volatile }
     public var local: BroadcastOperator { broadcast.local }
-    public func timeout(_ timeout: TimeAmount) -> BroadcastOperator { broadcast.timeout(timeout) }
 
     // MARK: Rooms
 

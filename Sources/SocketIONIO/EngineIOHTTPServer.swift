@@ -138,16 +138,15 @@ public final class EngineIOHTTPServer: Sendable {
                 }
                 let limit = endpoint.configuration.maxPayload
                 let budget = endpoint.configuration.maxOutboundBufferBytes
-                return channel.setOption(
-                    .writeBufferWaterMark, value: .init(low: max(budget / 4, 1), high: max(budget / 2, 2))
-                ).flatMap {
-                    channel.pipeline.removeHandler(name: EngineHTTPHandler.name)
-                }.flatMapThrowing {
+                return channel.pipeline.removeHandler(name: EngineHTTPHandler.name).flatMapThrowing {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(NIOWebSocketFrameAggregator(
                         minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024, maxAccumulatedFrameSize: limit
                     ))
-                    try sync.addHandler(EngineWebSocketHandler(role: role, channelLoop: channel.eventLoop, outboundBudget: budget))
+                    try sync.addHandler(EngineWebSocketHandler(
+                        role: role, channelLoop: channel.eventLoop, outboundBudget: budget,
+                        minimumFlushGap: endpoint.configuration.webSocketMinimumFlushGap
+                    ))
                 }
             }
         )

@@ -38,8 +38,11 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
     private var pingTimer: Scheduled<Void>?
     private var pongDeadline: Scheduled<Void>?
     private var upgradeTimer: Scheduled<Void>?
+    private var upgradeCheckTimer: RepeatedTask?
     private var finalPollTimer: Scheduled<Void>?
     private var didClose = false
+    /// The ping schedule starts here, as in the state machine.
+    private let machineCreatedAt: NIODeadline
 
     init(
         id: String, transport: EngineTransport, eventLoop: any EventLoop,
@@ -50,10 +53,15 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         self.handshake = handshake
         self.endpoint = endpoint
         self.transportNameBox = NIOLockedValueBox(transport)
+        let now = NIODeadline.now()
+        self.machineCreatedAt = now
         self.machine = EngineSessionStateMachine(
             transport: transport,
             maxOutboundBytes: endpoint.configuration.maxOutboundBufferBytes,
-            allowUpgrades: endpoint.configuration.allowUpgrades
+            allowUpgrades: endpoint.configuration.allowUpgrades,
+            pingInterval: endpoint.configuration.pingInterval,
+            pingTimeout: endpoint.configuration.pingTimeout,
+            now: now
         )
     }
 
@@ -86,7 +94,7 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
     func opened(webSocket: EngineWebSocketHandler?) {
         eventLoop.assertInEventLoop()
         self.webSocket = webSocket
-        armPingTimer()
+        armPingTimer(deadline: machineCreatedAt + endpoint.configuration.pingInterval)
         endpoint.delegate.engineDidOpen(self)
     }
 
@@ -200,20 +208,29 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         case .heartbeatAcknowledged:
             pongDeadline?.cancel()
             pongDeadline = nil
-            armPingTimer()
-        case .answerProbe(let releaseParkedPoll):
+            armPingTimer(deadline: .now() + endpoint.configuration.pingInterval)
+        case .answerProbe:
             probeWebSocket?.sendFromSession([.probePong])
-            if releaseParkedPoll { answerParkedPoll(.packets([.noop])) }
-        case .completeUpgrade(let flush, let releaseParkedPoll):
+            upgradeCheckTimer?.cancel()
+            upgradeCheckTimer = eventLoop.scheduleRepeatedTask(
+                initialDelay: EngineSessionStateMachine.upgradeCheckInterval,
+                delay: EngineSessionStateMachine.upgradeCheckInterval
+            ) { [self] task in
+                guard machine.isUpgrading else { return task.cancel() }
+                run(machine.upgradeCheckElapsed(), request: nil)
+            }
+        case .completeUpgrade(let flush, let rejectParkedPoll):
             upgradeTimer?.cancel()
+            upgradeCheckTimer?.cancel()
             webSocket = probeWebSocket
             probeWebSocket = nil
             transportNameBox.withLockedValue { $0 = .websocket }
             endpoint.sessionUpgraded()
             if !flush.isEmpty { webSocket?.sendFromSession(flush) }
-            if releaseParkedPoll { answerParkedPoll(.packets([.noop])) }
+            if rejectParkedPoll { answerParkedPoll(.error(.badRequest)) }
         case .closeProbeWebSocket:
             upgradeTimer?.cancel()
+            upgradeCheckTimer?.cancel()
             probeWebSocket?.closeFromSession(code: .normalClosure)
             probeWebSocket = nil
         case .close(let close):
@@ -225,6 +242,7 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         pingTimer?.cancel()
         pongDeadline?.cancel()
         upgradeTimer?.cancel()
+        upgradeCheckTimer?.cancel()
         if let packets = close.answerPendingPoll { answerParkedPoll(.packets(packets)) }
         answerParkedPoll(.packets([]))  // no-op when nothing is parked
         if let error = close.rejectCurrentRequest { request?.succeed(.error(error)) }
@@ -254,12 +272,13 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         parkedPoll.succeed(answer)
     }
 
-    private func armPingTimer() {
+    private func armPingTimer(deadline: NIODeadline) {
         pingTimer?.cancel()
-        pingTimer = eventLoop.scheduleTask(in: endpoint.configuration.pingInterval) { [self] in
+        pingTimer = eventLoop.scheduleTask(deadline: deadline) { [self] in
             run(machine.pingIntervalElapsed(), request: nil)
             guard !machine.isClosed else { return }
-            pongDeadline = eventLoop.scheduleTask(in: endpoint.configuration.pingTimeout) { [self] in
+            // Measured from when the ping was due, not from when this (maybe late) timer ran.
+            pongDeadline = eventLoop.scheduleTask(deadline: deadline + endpoint.configuration.pingTimeout) { [self] in
                 run(machine.pingTimeoutElapsed(), request: nil)
             }
         }

@@ -3,9 +3,17 @@ import NIOCore
 import NIOWebSocket
 
 /// The Engine.IO WebSocket transport on one upgraded channel: one packet per frame in,
-/// one packet per frame out. Writes made in one event-loop tick are flushed once at its
-/// end. It either opens a new session (a plain `transport=websocket` handshake) or serves
-/// as the upgrade probe of an existing polling session.
+/// one packet per frame out. It either opens a new session (a plain `transport=websocket`
+/// handshake) or serves as the upgrade probe of an existing polling session.
+///
+/// Writes: on an idle connection packets are written and flushed at once. After a flush,
+/// everything sent until it completes and `minimumFlushGap` has passed waits and then goes
+/// out in ONE flush (like the reference server's writable/drain rhythm). So an idle
+/// connection has no added latency, a busy one batches, and a client that stops reading
+/// only grows the waiting queue, which is bounded by `maxOutboundBufferBytes` (then
+/// `.slowClient`). Clients also rely on this rhythm: the official suite expects a CONNECT
+/// reply and the event sent right after it in separate TCP reads (node `ws` emits all
+/// frames of one read synchronously, before the test can listen for the second).
 ///
 /// Sendable because its mutable state is touched only on the channel's loop: the session
 /// (which may live on another loop) calls `sendFromSession`/`closeFromSession`, which hop.
@@ -22,18 +30,23 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     private let channelLoop: any EventLoop
     private var context: ChannelHandlerContext?
     private var session: EngineSession?
-    private var flushScheduled = false
     private var closing = false
-    /// Bytes written since the channel's buffer went over its high-water mark. The budget
-    /// (half the endpoint's maxOutboundBufferBytes, the other half being the water mark)
-    /// bounds memory for a client that stops reading.
-    private var bytesWrittenWhileUnwritable = 0
-    private let unwritableBudget: Int
+    private var flushInFlight = false
+    private var flushScheduled = false
+    /// No new flush starts before this: a burst right after a flush is batched into the
+    /// next one instead of trickling out frame by frame.
+    private var quietUntil = NIODeadline.uptimeNanoseconds(0)
+    private let minimumFlushGap: TimeAmount
+    /// Packets sent while a flush was in flight; they go out together when it completes.
+    private var waitingPackets: [EnginePacket] = []
+    private var waitingBytes = 0
+    private let outboundBudget: Int
 
-    init(role: Role, channelLoop: any EventLoop, outboundBudget: Int) {
+    init(role: Role, channelLoop: any EventLoop, outboundBudget: Int, minimumFlushGap: TimeAmount) {
         self.role = role
         self.channelLoop = channelLoop
-        self.unwritableBudget = max(outboundBudget / 2, 1)
+        self.outboundBudget = max(outboundBudget, 1)
+        self.minimumFlushGap = minimumFlushGap
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -42,7 +55,9 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         case .handshake(let endpoint, let request):
             let session = endpoint.createSession(transport: .websocket, on: context.eventLoop, handshake: request)
             self.session = session
-            write(session.openPacket, context: context)
+            // The open packet starts no quiet window: the client's first request, which
+            // may come back within the gap, must not be batched with what follows it.
+            writeAndFlush([session.openPacket], context: context, startQuietWindow: false)
             session.opened(webSocket: self)
         case .probe(let session):
             self.session = session
@@ -74,8 +89,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             toSession { $0.webSocketReceived(packet, from: $1) }
         case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.write(wrapOutboundOut(pong), promise: nil)
-            scheduleFlush(context: context)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .connectionClose:
             // Echo the close (RFC 6455 section 5.5.1), then let the peer go.
             sendCloseAndClose(context: context, code: .normalClosure)
@@ -87,11 +101,6 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     func channelInactive(context: ChannelHandlerContext) {
         toSession { $0.webSocketClosed($1) }
         context.fireChannelInactive()
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { bytesWrittenWhileUnwritable = 0 }
-        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -108,15 +117,8 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func sendFromSession(_ packets: [EnginePacket]) {
         onChannelLoop { handler in
-            guard let context = handler.context, !handler.closing else { return }
-            for packet in packets { handler.write(packet, context: context) }
-            if !context.channel.isWritable {
-                handler.bytesWrittenWhileUnwritable += packets.reduce(0) { $0 + $1.approximateWireSize }
-                if handler.bytesWrittenWhileUnwritable > handler.unwritableBudget {
-                    handler.toSession { $0.webSocketOverflowed($1) }
-                    handler.sendCloseAndClose(context: context, code: .policyViolation)
-                }
-            }
+            guard let context = handler.context else { return }
+            handler.enqueue(packets, context: context)
         }
     }
 
@@ -127,28 +129,74 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         }
     }
 
-    // MARK: Helpers
+    // MARK: Writing
 
-    private func write(_ packet: EnginePacket, context: ChannelHandlerContext) {
-        let data = EnginePacketCodec.encodeFrame(packet, allocator: context.channel.allocator)
-        let frame = WebSocketFrame(fin: true, opcode: packet.isBinary ? .binary : .text, data: data)
-        context.write(wrapOutboundOut(frame), promise: nil)
-        scheduleFlush(context: context)
+    private func enqueue(_ packets: [EnginePacket], context: ChannelHandlerContext) {
+        guard !closing, !packets.isEmpty else { return }
+        if !flushInFlight && waitingPackets.isEmpty && NIODeadline.now() >= quietUntil {
+            writeAndFlush(packets, context: context)
+            return
+        }
+        waitingPackets.append(contentsOf: packets)
+        waitingBytes += packets.reduce(0) { $0 + $1.approximateWireSize }
+        if waitingBytes > outboundBudget {
+            waitingPackets = []
+            waitingBytes = 0
+            toSession { $0.webSocketOverflowed($1) }
+            sendCloseAndClose(context: context, code: .policyViolation)
+            return
+        }
+        if !flushInFlight { scheduleWaitingFlush(context: context) }
     }
 
-    /// One flush per tick, however many frames were written in it.
-    private func scheduleFlush(context: ChannelHandlerContext) {
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        context.eventLoop.assumeIsolated().execute {
-            self.flushScheduled = false
-            self.context?.flush()
+    private func writeAndFlush(_ packets: [EnginePacket], context: ChannelHandlerContext, startQuietWindow: Bool = true) {
+        flushInFlight = true
+        if startQuietWindow { quietUntil = NIODeadline.now() + minimumFlushGap }
+        for packet in packets.dropLast() {
+            context.write(wrapOutboundOut(frame(for: packet, context: context)), promise: nil)
+        }
+        let lastWritten = context.writeAndFlush(wrapOutboundOut(frame(for: packets.last!, context: context)))
+        lastWritten.assumeIsolated().whenComplete { result in
+            self.flushInFlight = false
+            guard case .success = result, !self.waitingPackets.isEmpty else { return }
+            self.scheduleWaitingFlush(context: context)
         }
     }
 
+    /// Flushes the waiting packets at `quietUntil` (at once if that has passed), once.
+    private func scheduleWaitingFlush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let flushWaiting = {
+            self.flushScheduled = false
+            guard !self.flushInFlight, !self.closing, !self.waitingPackets.isEmpty, let context = self.context else { return }
+            let batch = self.waitingPackets
+            self.waitingPackets = []
+            self.waitingBytes = 0
+            self.writeAndFlush(batch, context: context)
+        }
+        let isolated = context.eventLoop.assumeIsolated()
+        if NIODeadline.now() >= quietUntil {
+            isolated.execute(flushWaiting)
+        } else {
+            isolated.scheduleTask(deadline: quietUntil, flushWaiting)
+        }
+    }
+
+    private func frame(for packet: EnginePacket, context: ChannelHandlerContext) -> WebSocketFrame {
+        let data = EnginePacketCodec.encodeFrame(packet, allocator: context.channel.allocator)
+        return WebSocketFrame(fin: true, opcode: packet.isBinary ? .binary : .text, data: data)
+    }
+
+    /// Writes what is still waiting, then the close frame, then closes the socket.
     private func sendCloseAndClose(context: ChannelHandlerContext, code: WebSocketErrorCode) {
         guard !closing else { return }
         closing = true
+        for packet in waitingPackets {
+            context.write(wrapOutboundOut(frame(for: packet, context: context)), promise: nil)
+        }
+        waitingPackets = []
+        waitingBytes = 0
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)

@@ -65,6 +65,14 @@ private func close(
         #expect(machine.pollDataRequestCheck() == .unknownSessionID)
     }
 
+    @Test func closePacketBeforeTheGetLetsOneGetCollectNoop() {
+        var machine = polling()
+        #expect(machine.receivedPacket(.close, from: .polling) == close(.transportClose, final: [.noop]))
+        #expect(machine.isClosed)
+        #expect(machine.pollRequestArrived() == .answerFinalPoll([.noop]))
+        #expect(machine.pollRequestArrived() == .rejectRequest(.unknownSessionID))
+    }
+
     @Test func undecodablePostClosesTheSession() {
         var machine = polling()
         #expect(machine.receivedUndecodableData(from: .polling) == close(.parseError, reject: .badRequest))
@@ -141,6 +149,34 @@ private func close(
         #expect(machine.pingTimeoutElapsed() == close(.pingTimeout, pending: [.close]))
     }
 
+    @Test func getAfterThePongDeadlineFindsTheSessionDeadEvenIfTheTimerIsLate() {
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var machine = Machine(transport: .polling, maxOutboundBytes: 1000, pingInterval: .milliseconds(300),
+                              pingTimeout: .milliseconds(200), now: start)
+        // Before the deadline a GET simply parks.
+        #expect(machine.pollRequestArrived(now: start + .milliseconds(100)) == .parkPoll)
+        _ = machine.parkedPollAbandoned()
+        // 300 ms: ping timer fires (late, at 350 ms); the pong is due at 300 + 200 ms regardless.
+        #expect(machine.pingIntervalElapsed() == .none)
+        #expect(machine.pollRequestArrived(now: start + .milliseconds(450)) == .answerPoll([.ping]))
+        #expect(machine.pollRequestArrived(now: start + .milliseconds(500))
+            == close(.pingTimeout, reject: .unknownSessionID))
+    }
+
+    @Test func pongMovesTheDeadline() {
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var machine = Machine(transport: .polling, maxOutboundBytes: 1000, pingInterval: .milliseconds(300),
+                              pingTimeout: .milliseconds(200), now: start)
+        _ = machine.pingIntervalElapsed()
+        #expect(machine.receivedPacket(.pong, from: .polling, now: start + .milliseconds(310)) == .heartbeatAcknowledged)
+        // next ping due at 610 ms, its pong at 810 ms
+        #expect(machine.pollRequestArrived(now: start + .milliseconds(800)) == .parkPoll)
+        _ = machine.parkedPollAbandoned()
+        // A ping timer that never fired does not keep the session alive past due + timeout.
+        #expect(machine.pollRequestArrived(now: start + .milliseconds(810))
+            == close(.pingTimeout, reject: .unknownSessionID))
+    }
+
     @Test func webSocketHeartbeat() {
         var machine = Machine(transport: .websocket, maxOutboundBytes: 1000)
         #expect(machine.pingIntervalElapsed() == .writeWebSocket([.ping]))
@@ -193,16 +229,21 @@ private func close(
         var machine = polling()
         #expect(machine.pollRequestArrived() == .parkPoll)
         #expect(machine.probeWebSocketArrived() == .none)
-        #expect(machine.receivedPacket(probe, from: .websocket) == .answerProbe(releasePendingPollWithNoop: true))
+        #expect(machine.receivedPacket(probe, from: .websocket) == .answerProbe)
         #expect(machine.isUpgrading)
-        // While upgrading, GETs are answered at once so the client can finish polling.
-        #expect(machine.pollRequestArrived() == .answerPoll([.noop]))
+        // The parked GET is released by the next upgrade check, not at once.
+        #expect(machine.hasParkedPoll)
+        #expect(machine.upgradeCheckElapsed() == .answerPendingPoll([.noop]))
+        #expect(machine.upgradeCheckElapsed() == .none)
+        // Data queued while upgrading still goes out by polling until `5`.
         #expect(machine.send([helloMessage]) == .none)
         #expect(machine.pollRequestArrived() == .answerPoll([hello]))
         #expect(machine.send([helloMessage]) == .none)
         #expect(machine.receivedPacket(upgrade, from: .websocket)
-            == .completeUpgrade(flush: [hello], releasePendingPollWithNoop: false))
+            == .completeUpgrade(flush: [hello], rejectPendingPoll: false))
         #expect(machine.transport == .websocket)
+        #expect(!machine.isUpgrading)
+        #expect(machine.upgradeCheckElapsed() == .none)
         #expect(machine.pollRequestArrived() == .rejectRequest(.badRequest))
         #expect(machine.send([helloMessage]) == .writeWebSocket([hello]))
         #expect(machine.receivedPacket(hello, from: .websocket) == .deliver(helloMessage))
@@ -211,16 +252,23 @@ private func close(
     @Test func upgradeWithoutParkedGet() {
         var machine = polling()
         _ = machine.probeWebSocketArrived()
-        #expect(machine.receivedPacket(probe, from: .websocket) == .answerProbe(releasePendingPollWithNoop: false))
-        #expect(machine.receivedPacket(upgrade, from: .websocket) == .completeUpgrade(flush: [], releasePendingPollWithNoop: false))
+        #expect(machine.receivedPacket(probe, from: .websocket) == .answerProbe)
+        #expect(machine.upgradeCheckElapsed() == .none)
+        #expect(machine.receivedPacket(upgrade, from: .websocket) == .completeUpgrade(flush: [], rejectPendingPoll: false))
     }
 
-    @Test func upgradeReleasesAGetParkedAfterTheProbe() {
+    @Test func getStillParkedWhenTheUpgradeCompletesIsRefused() {
         var machine = polling()
         _ = machine.probeWebSocketArrived()
-        // `5` straight after attach (no probe answer yet) still upgrades.
+        _ = machine.receivedPacket(probe, from: .websocket)
         #expect(machine.pollRequestArrived() == .parkPoll)
-        #expect(machine.receivedPacket(upgrade, from: .websocket) == .completeUpgrade(flush: [], releasePendingPollWithNoop: true))
+        #expect(machine.receivedPacket(upgrade, from: .websocket) == .completeUpgrade(flush: [], rejectPendingPoll: true))
+    }
+
+    @Test func upgradePacketRightAfterAttachStillUpgrades() {
+        var machine = polling()
+        _ = machine.probeWebSocketArrived()
+        #expect(machine.receivedPacket(upgrade, from: .websocket) == .completeUpgrade(flush: [], rejectPendingPoll: false))
     }
 
     @Test func secondWebSocketIsClosed() {

@@ -156,4 +156,21 @@ final class BroadcastTests: XCTestCase {
         try await assertEqual(try await one.nextText(), #"2/room-1,["to-all"]"#)
         try await assertEqual(try await two.nextText(), #"2/room-2,["to-all"]"#)
     }
+
+    func testRegexDynamicNamespaceAndSocketToExcludesSelf() async throws {
+        let io = SocketIOServer()
+        let parent = io.of(/\/team-\d+/)
+        parent.onConnection { socket in
+            socket.join("all")
+            socket.on("shout") { args, _ in socket.to("all").emit("shout", args) }
+        }
+        let (first, _) = try await io.connectedClient("/team-1")
+        let (second, _) = try await io.connectedClient("/team-1")
+        let refused = try await io.openFakeConnection()
+        try await refused.receive("0/team-x,")
+        try await assertEqual(try await refused.nextText(), #"4/team-x,{"message":"Invalid namespace"}"#)
+        try await first.receive(#"2/team-1,["shout","hey"]"#)
+        try await assertEqual(try await second.nextText(), #"2/team-1,["shout","hey"]"#)
+        try await assertEqual(try await first.settle(), [])
+    }
 }
