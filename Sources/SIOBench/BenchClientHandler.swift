@@ -26,6 +26,7 @@ struct BenchClientOptions: Sendable {
     var index: Int
     var room: Int
     var roomName: String?
+    var wire: BenchProtocol
     var recovery: RecoveryToken?
     var trackOffsets: Bool
     var connectTimeout: TimeAmount
@@ -172,9 +173,9 @@ final class BenchClientHandler: ChannelInboundHandler {
         guard let type = data.getInteger(at: data.readerIndex + 1, as: UInt8.self) else { return }
         switch type {
         case UInt8(ascii: "2"):
-            guard BenchFrameScanner.isMessageEvent(data) else { return }
+            guard BenchFrameScanner.isMessageEvent(data, protocol: options.wire) else { return }
             stats.messageEvents += 1
-            if let payload = BenchFrameScanner.benchPayload(in: data) {
+            if let payload = BenchFrameScanner.benchPayload(in: data, protocol: options.wire) {
                 stats.recordDelivery(payload, now: NIODeadline.now().uptimeNanoseconds)
             }
             if options.trackOffsets, let offset = BenchFrameScanner.trailingStringArgument(in: data) {
@@ -193,6 +194,9 @@ final class BenchClientHandler: ChannelInboundHandler {
             }
             stats.recordConnected(afterNanos: NIODeadline.now().uptimeNanoseconds - startedNanos)
             counters.connected.wrappingIncrement(ordering: .relaxed)
+            if let roomName = options.roomName, let join = options.wire.joinFrame(room: roomName) {
+                sendText(context: context, join)
+            }
         case UInt8(ascii: "4"), UInt8(ascii: "1"):
             context.close(promise: nil)  // CONNECT_ERROR or server-side disconnect
         default:
@@ -204,8 +208,7 @@ final class BenchClientHandler: ChannelInboundHandler {
         let now = NIODeadline.now().uptimeNanoseconds
         let payload = BenchPayload(sender: sender, sequence: sequence, sentNanos: now)
         sequence += 1
-        // The payload holds only digits, letters and colons, so it needs no JSON escaping.
-        sendText(context: context, #"42["message",""# + payload.text + #""]"#)
+        sendText(context: context, options.wire.sendFrame(room: options.roomName ?? "", text: payload.text))
         stats.recordSend(room: options.room, now: now)
     }
 

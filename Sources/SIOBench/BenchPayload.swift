@@ -34,18 +34,16 @@ struct BenchPayload: Sendable, Hashable {
 /// load generator sees every delivery, so a full parse per frame would make it, not the
 /// server, the bottleneck. Anything it does not recognise is left to the full codecs.
 enum BenchFrameScanner {
-    /// `42["message",` - an Engine.IO message carrying a Socket.IO EVENT named `message` in `/`.
-    private static let messageEventPrefix: [UInt8] = Array(#"42["message","#.utf8)
     private static let benchTextMarker: [UInt8] = Array(#""bench:"#.utf8)
 
-    static func isMessageEvent(_ frame: ByteBuffer) -> Bool {
-        frame.readableBytesView.starts(with: messageEventPrefix)
+    static func isMessageEvent(_ frame: ByteBuffer, protocol wire: BenchProtocol = .chat) -> Bool {
+        frame.readableBytesView.starts(with: wire.deliveryPrefix)
     }
 
-    /// The bench payload inside a `message` event frame, if it carries one.
-    static func benchPayload(in frame: ByteBuffer) -> BenchPayload? {
+    /// The bench payload inside a delivery frame (`message` in the chat), if it carries one.
+    static func benchPayload(in frame: ByteBuffer, protocol wire: BenchProtocol = .chat) -> BenchPayload? {
         let bytes = frame.readableBytesView
-        guard bytes.starts(with: messageEventPrefix),
+        guard bytes.starts(with: wire.deliveryPrefix),
               let markerStart = firstIndex(of: benchTextMarker, in: bytes)
         else { return nil }
         let textStart = markerStart + 1  // skip the opening quote
@@ -86,5 +84,40 @@ enum BenchFrameScanner {
             start = candidate + 1
         }
         return nil
+    }
+}
+
+/// Which server events carry the load.
+enum BenchProtocol: String, Sendable, CaseIterable {
+    /// The chat (and the python peer): emit `message` with a string; everyone in the room
+    /// receives `message` {text, date, ...}. The room is chosen with `auth.room`.
+    case chat
+    /// The `sio-conformance` fixture, which has no chat: `join` a room, then
+    /// `broadcast` [room, text]; members receive `broadcast` [text].
+    case conformance
+
+    /// How a delivery frame starts: an Engine.IO message with a Socket.IO EVENT in `/`.
+    var deliveryPrefix: [UInt8] {
+        switch self {
+        case .chat: Array(#"42["message","#.utf8)
+        case .conformance: Array(#"42["broadcast","#.utf8)
+        }
+    }
+
+    /// The frame that sends `text` to `room`. Room names and bench texts hold only
+    /// letters, digits, `-` and `:`, so they need no JSON escaping.
+    func sendFrame(room: String, text: String) -> String {
+        switch self {
+        case .chat: #"42["message",""# + text + #""]"#
+        case .conformance: #"42["broadcast",""# + room + #"",""# + text + #""]"#
+        }
+    }
+
+    /// Sent right after CONNECT to enter `room`, when the protocol has no room in `auth`.
+    func joinFrame(room: String) -> String? {
+        switch self {
+        case .chat: nil
+        case .conformance: #"42["join",""# + room + #""]"#
+        }
     }
 }

@@ -80,8 +80,13 @@ final class BenchRuntime: Sendable {
     }
 
     /// Fresh counters on every loop, for one phase of a scenario.
-    func makeStats(rooms: Int) -> [NIOLoopBound<LoopStats>] {
-        loops.map { NIOLoopBound(LoopStats(rooms: rooms), eventLoop: $0) }
+    func makeStats(rooms: Int) async throws -> [NIOLoopBound<LoopStats>] {
+        var boxes: [NIOLoopBound<LoopStats>] = []
+        for loop in loops {
+            // Made on the loop itself: the box checks that only that loop touches the counters.
+            boxes.append(try await loop.submit { NIOLoopBound(LoopStats(rooms: rooms), eventLoop: loop) }.get())
+        }
+        return boxes
     }
 
     func snapshot(_ stats: [NIOLoopBound<LoopStats>], rooms: Int) async -> LoopStatsSnapshot {

@@ -50,7 +50,7 @@ func runFanout(scenario: String, common: CommonOptions, fanout: FanoutOptions) a
     let runtime = BenchRuntime(threads: common.threads)
     let counters = ConnectionCounters()
     let rooms = fanout.rooms
-    let stats = runtime.makeStats(rooms: rooms)
+    let stats = try await runtime.makeStats(rooms: rooms)
 
     say("\(scenario): \(fanout.clients) clients in \(rooms) room(s) on \(targets.count) node(s), \(fanout.senders) sender(s), \(formatted(fanout.messagesPerSecond)) msgs/s for \(fanout.durationSeconds) s")
     let channels = await runtime.launch(
@@ -58,7 +58,7 @@ func runFanout(scenario: String, common: CommonOptions, fanout: FanoutOptions) a
         counters: counters, stats: stats
     ) { index in
         let room = DeliveryMath.room(ofClient: index, rooms: rooms)
-        return BenchClientOptions(index: index, room: room, roomName: "bench-\(room)", recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
+        return BenchClientOptions(index: index, room: room, roomName: "bench-\(room)", wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
     }
     await runtime.waitUntilSettled(counters, expected: fanout.clients, timeout: common.rampTimeout(count: fanout.clients))
     // Joins make servers announce presence; let that settle so it is not timed as fan-out.

@@ -15,7 +15,7 @@ struct IdleScenario: AsyncParsableCommand {
         let targets = try common.targets()
         let runtime = BenchRuntime(threads: common.threads)
         let counters = ConnectionCounters()
-        let stats = runtime.makeStats(rooms: 1)
+        let stats = try await runtime.makeStats(rooms: 1)
         let before = ProcessSampler.sampleAll(common.serverPIDs)
 
         say("idle: opening \(connections) connections to \(targets.map(\.description).joined(separator: ", "))")
@@ -24,7 +24,7 @@ struct IdleScenario: AsyncParsableCommand {
             count: connections, perSecond: common.connectRate, maxInFlight: common.maxInFlight, targets: targets,
             counters: counters, stats: stats
         ) { index in
-            BenchClientOptions(index: index, room: 0, roomName: nil, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
+            BenchClientOptions(index: index, room: 0, roomName: nil, wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
         }
         await runtime.waitUntilSettled(counters, expected: connections, timeout: common.rampTimeout(count: connections))
         let rampNanos = (NIODeadline.now() - rampStart).nanoseconds
@@ -85,7 +85,7 @@ struct ConnectStormScenario: AsyncParsableCommand {
         let targets = try common.targets()
         let runtime = BenchRuntime(threads: common.threads)
         let counters = ConnectionCounters()
-        let stats = runtime.makeStats(rooms: 1)
+        let stats = try await runtime.makeStats(rooms: 1)
         let before = ProcessSampler.sampleAll(common.serverPIDs)
 
         say("connect-storm: \(connections) connections at \(formatted(attemptsPerSecond, digits: 0))/s")
@@ -94,7 +94,7 @@ struct ConnectStormScenario: AsyncParsableCommand {
             count: connections, perSecond: attemptsPerSecond, maxInFlight: connections, targets: targets,
             counters: counters, stats: stats
         ) { index in
-            BenchClientOptions(index: index, room: 0, roomName: nil, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
+            BenchClientOptions(index: index, room: 0, roomName: nil, wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
         }
         let attemptsDone = NIODeadline.now()
         await runtime.waitUntilSettled(counters, expected: connections, timeout: common.connectTimeout + .seconds(5))

@@ -31,7 +31,7 @@ enum ProcParser {
     /// `VmRSS` in KiB from `/proc/<pid>/status`.
     static func residentKiB(fromStatus status: String) throws(ProcParseError) -> UInt64 {
         for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            let fields = line.dropFirst("VmRSS:".count).split(separator: " ", omittingEmptySubsequences: true)
+            let fields = line.dropFirst("VmRSS:".count).split(whereSeparator: { $0 == " " || $0 == "\t" })
             if let first = fields.first, let value = UInt64(first) { return value }
         }
         throw .missingVmRSS

@@ -18,7 +18,7 @@ struct RecoverStormScenario: AsyncParsableCommand {
         let targets = try common.targets()
         let runtime = BenchRuntime(threads: common.threads)
         let counters = ConnectionCounters()
-        let stats = runtime.makeStats(rooms: 1)
+        let stats = try await runtime.makeStats(rooms: 1)
         let roomName = "bench-recover"
 
         say("recover-storm: \(clients) clients")
@@ -26,7 +26,7 @@ struct RecoverStormScenario: AsyncParsableCommand {
             count: clients, perSecond: common.connectRate, maxInFlight: common.maxInFlight, targets: targets,
             counters: counters, stats: stats
         ) { index in
-            BenchClientOptions(index: index, room: 0, roomName: roomName, recovery: nil, trackOffsets: true, connectTimeout: common.connectTimeout)
+            BenchClientOptions(index: index, room: 0, roomName: roomName, wire: common.wire, recovery: nil, trackOffsets: true, connectTimeout: common.connectTimeout)
         }
         await runtime.waitUntilSettled(counters, expected: clients, timeout: common.rampTimeout(count: clients))
         guard let sender = try? await channels[0].get() else { throw ValidationError("the sending client could not connect") }
@@ -56,14 +56,14 @@ struct RecoverStormScenario: AsyncParsableCommand {
         let before = ProcessSampler.sampleAll(common.serverPIDs)
         let returning = droppedIndexes
         let reconnectCounters = ConnectionCounters()
-        let reconnectStats = runtime.makeStats(rooms: 1)
+        let reconnectStats = try await runtime.makeStats(rooms: 1)
         let storm = NIODeadline.now()
         let reconnected = await runtime.launch(
             count: returning.count, perSecond: 0, maxInFlight: common.maxInFlight, targets: targets,
             counters: reconnectCounters, stats: reconnectStats
         ) { position in
             let index = returning[position]
-            return BenchClientOptions(index: index, room: 0, roomName: roomName, recovery: tokens[index], trackOffsets: true, connectTimeout: common.connectTimeout)
+            return BenchClientOptions(index: index, room: 0, roomName: roomName, wire: common.wire, recovery: tokens[index], trackOffsets: true, connectTimeout: common.connectTimeout)
         }
         await runtime.waitUntilSettled(reconnectCounters, expected: returning.count, timeout: common.connectTimeout + .seconds(5))
         let stormNanos = (NIODeadline.now() - storm).nanoseconds

@@ -34,6 +34,9 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("connect-timeout-ms"), help: "A connection not joined to / within this time counts as failed.")
     var connectTimeoutMs: Int64 = 10_000
 
+    @Option(name: .customLong("protocol"), help: "Server events to use: chat (message -> message {text,date}) or conformance (join + broadcast of the sio-conformance fixture).")
+    var wire: BenchProtocol = .chat
+
     func targets() throws -> [ServerTarget] {
         var targets: [ServerTarget] = []
         for url in urls {
@@ -66,3 +69,5 @@ func checkDescriptorBudget(connections: Int, report: inout BenchReport) throws {
         throw ValidationError("\(connections) connections need more descriptors than the limit (\(limit)) allows; use at most \(allowed) or several bench processes")
     }
 }
+
+extension BenchProtocol: ExpressibleByArgument {}
