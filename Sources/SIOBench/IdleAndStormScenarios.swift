@@ -8,6 +8,8 @@ struct IdleScenario: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @Option(help: "Connections to open.") var connections = 1000
     @Option(name: .customLong("duration"), help: "Seconds to hold them once the ramp is done.") var durationSeconds = 30
+    @Flag(help: "Put every connection in one room. By default each has its own, so the server's join announcements (the chat's presence) stay out of an idle test.")
+    var sharedRoom = false
 
     func run() async throws {
         var report = BenchReport(scenario: "idle", label: common.label)
@@ -24,7 +26,7 @@ struct IdleScenario: AsyncParsableCommand {
             count: connections, perSecond: common.connectRate, maxInFlight: common.maxInFlight, targets: targets,
             counters: counters, stats: stats
         ) { index in
-            BenchClientOptions(index: index, room: 0, roomName: nil, wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
+            BenchClientOptions(index: index, room: 0, roomName: sharedRoom ? "idle" : "idle-\(index)", wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
         }
         await runtime.waitUntilSettled(counters, expected: connections, timeout: common.rampTimeout(count: connections))
         let rampNanos = (NIODeadline.now() - rampStart).nanoseconds
@@ -78,6 +80,8 @@ struct ConnectStormScenario: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @Option(help: "Connections to open.") var connections = 2000
     @Option(name: .customLong("rate"), help: "Target connection attempts per second (0 = all at once).") var attemptsPerSecond: Double = 1000
+    @Flag(help: "Put every connection in one room. By default each has its own, so join announcements do not grow with the crowd.")
+    var sharedRoom = false
 
     func run() async throws {
         var report = BenchReport(scenario: "connect-storm", label: common.label)
@@ -94,7 +98,7 @@ struct ConnectStormScenario: AsyncParsableCommand {
             count: connections, perSecond: attemptsPerSecond, maxInFlight: connections, targets: targets,
             counters: counters, stats: stats
         ) { index in
-            BenchClientOptions(index: index, room: 0, roomName: nil, wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
+            BenchClientOptions(index: index, room: 0, roomName: sharedRoom ? "storm" : "storm-\(index)", wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
         }
         let attemptsDone = NIODeadline.now()
         await runtime.waitUntilSettled(counters, expected: connections, timeout: common.connectTimeout + .seconds(5))
