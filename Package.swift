@@ -15,6 +15,9 @@ let package = Package(
         .executable(name: "sio-conformance", targets: ["SIOConformance"]),
         .executable(name: "amqp-bench", targets: ["AMQPBench"]),
         .executable(name: "sio-bench", targets: ["SIOBench"]),
+        .library(name: "SocketIORabbitMQ", targets: ["SocketIORabbitMQ"]),
+        .executable(name: "sio-cluster-node", targets: ["ClusterNode"]),
+        .executable(name: "chat", targets: ["Chat"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -81,6 +84,7 @@ let package = Package(
                 "AMQPProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -88,7 +92,8 @@ let package = Package(
         .executableTarget(
             name: "AMQPBench",
             dependencies: [
-                "AMQPClient",
+                "AMQPClient", "AMQPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -105,6 +110,44 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+
+        // MARK: Cluster adapter
+        .target(
+            name: "SocketIORabbitMQ",
+            dependencies: [
+                "EngineIO", "SocketIO", "AMQPProtocol", "AMQPClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .executableTarget(
+            name: "ClusterNode",
+            dependencies: [
+                "EngineIO", "SocketIO", "SocketIONIO", "SocketIORabbitMQ",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: Chat application
+        .target(name: "ChatCore"),
+        .executableTarget(
+            name: "Chat",
+            dependencies: [
+                "ChatCore", "EngineIO", "SocketIO", "SocketIONIO", "SocketIORabbitMQ", "AMQPClient", "AMQPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -128,7 +171,9 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "ChatCoreTests", dependencies: ["ChatCore"]),
         .testTarget(name: "AMQPProtocolTests", dependencies: ["AMQPProtocol"]),
+        .testTarget(name: "SocketIORabbitMQTests", dependencies: ["SocketIORabbitMQ", "EngineIO"]),
         .testTarget(
             name: "AMQPClientTests",
             dependencies: [

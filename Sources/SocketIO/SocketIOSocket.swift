@@ -8,7 +8,7 @@ public final class SocketIOAcknowledgement: Sendable {
     private let sent = NIOLockedValueBox(false)
     private let send: @Sendable ([JSONValue]) -> Void
 
-    init(send: @escaping @Sendable ([JSONValue]) -> Void) {
+    public init(send: @escaping @Sendable ([JSONValue]) -> Void) {
         self.send = send
     }
 

@@ -48,9 +48,11 @@ public final class EngineIOEndpoint: Sendable {
     }
 
     /// Whether `path` (without query) is served by this endpoint. Both `/engine.io/` and
-    /// `/engine.io` match.
+    /// `/engine.io` match, and nothing below them: clients only ever request the endpoint
+    /// itself, and an application may serve files under the same prefix (the chat serves
+    /// `/socket.io/socket.io.min.js`, as socket.io's Node server does).
     func matches(_ requestPath: Substring) -> Bool {
-        requestPath.hasPrefix(path) || requestPath == path.dropLast()
+        requestPath == path || requestPath == path.dropLast()
     }
 
     func session(id: String) -> EngineSession? {

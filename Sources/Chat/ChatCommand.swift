@@ -1,0 +1,167 @@
+import ArgumentParser
+import ChatCore
+import EngineIO
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import SocketIO
+import SocketIONIO
+
+/// `chat`: one node of the chat. Every option is also an environment variable (named in
+/// its help), so nodes can be started as `NODE_PORT=3001 chat`.
+@main
+struct ChatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat",
+        abstract: "A Socket.IO chat node. Nodes find each other only through RabbitMQ.",
+        discussion: "Every option can also be set by the environment variable named in its help; a flag wins over the variable."
+    )
+
+    enum AdapterKind: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case rabbitmq, memory
+    }
+
+    @Option(help: "TCP port to listen on (env NODE_PORT).")
+    var port: Int = Env.int("NODE_PORT") ?? 3000
+
+    @Option(help: "Address to bind (env HOST).")
+    var host: String = Env.string("HOST") ?? "127.0.0.1"
+
+    @Option(help: "How nodes share broadcasts: rabbitmq, or memory for a single node without a broker (env ADAPTER).")
+    var adapter: AdapterKind = Env.string("ADAPTER").flatMap(AdapterKind.init(rawValue:)) ?? .rabbitmq
+
+    @Option(name: .customLong("amqp-url"), help: "RabbitMQ URL; several may be given comma-separated for failover (env AMQP_URL).")
+    var amqpURL: String = Env.string("AMQP_URL") ?? "amqp://guest:guest@localhost:5672"
+
+    @Option(help: "Name of this node in logs and cluster messages (env NODE_NAME; default chat-<port>).")
+    var nodeName: String = Env.string("NODE_NAME") ?? ""
+
+    @Option(help: "Folder with the page's files (env PUBLIC_DIR).")
+    var publicDir: String = Env.string("PUBLIC_DIR") ?? "Public"
+
+    @Option(help: "The official socket.io client bundle served at /socket.io/socket.io.min.js (env SOCKETIO_CLIENT_JS).")
+    var clientBundle: String = Env.string("SOCKETIO_CLIENT_JS") ?? "vendor/socket.io.min.js"
+
+    @Option(help: "Engine.IO ping interval in milliseconds (env PING_INTERVAL_MS).")
+    var pingInterval: Int64 = Env.int64("PING_INTERVAL_MS") ?? 25_000
+
+    @Option(help: "Engine.IO ping timeout in milliseconds (env PING_TIMEOUT_MS).")
+    var pingTimeout: Int64 = Env.int64("PING_TIMEOUT_MS") ?? 20_000
+
+    @Option(help: "Longest accepted message in characters (env MAX_MESSAGE_LENGTH).")
+    var maxMessageLength: Int = Env.int("MAX_MESSAGE_LENGTH") ?? 2_000
+
+    @Option(help: "Sustained messages per second per connection (env RATE_LIMIT).")
+    var rateLimit: Double = Env.double("RATE_LIMIT") ?? 5
+
+    @Option(help: "Messages a connection may send in a burst (env RATE_BURST).")
+    var rateBurst: Double = Env.double("RATE_BURST") ?? 10
+
+    @Option(help: "Seconds a dropped client may take to come back and get what it missed (env RECOVERY_WINDOW).")
+    var recoveryWindow: Int64 = Env.int64("RECOVERY_WINDOW") ?? 120
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
+    var logLevel: String = Env.string("LOG_LEVEL") ?? "info"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let name = nodeName.isEmpty ? "chat-\(port)" : nodeName
+        var logger = Logger(label: "chat")
+        logger[metadataKey: "node"] = "\(name)"
+
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let metrics = ChatMetrics(registry: registry)
+
+        var limits = ChatLimits()
+        limits.maxMessageLength = maxMessageLength
+        limits.messagesPerSecond = rateLimit
+        limits.messageBurst = rateBurst
+
+        var ioConfiguration = SocketIOServerConfiguration(
+            connectionStateRecovery: ConnectionStateRecovery(maxDisconnectionDuration: .seconds(recoveryWindow))
+        )
+        ioConfiguration.logger = logger
+        let backend = try ChatBackend.make(
+            adapter, amqpURL: amqpURL, nodeName: name, limits: limits, configuration: &ioConfiguration, logger: logger
+        )
+        let io = SocketIOServer(ioConfiguration)
+        let chat = ChatService(io: io, limits: limits, history: backend.history, metrics: metrics, logger: logger)
+        chat.install()
+
+        var engineConfiguration = EngineServerConfiguration()
+        engineConfiguration.pingInterval = .milliseconds(pingInterval)
+        engineConfiguration.pingTimeout = .milliseconds(pingTimeout)
+        let endpoint = EngineIOEndpoint(path: "/socket.io/", configuration: engineConfiguration, delegate: io)
+
+        let files = try ChatHTTPRoutes.loadFiles(publicDirectory: publicDir, clientBundle: clientBundle, logger: logger)
+        let routes = ChatHTTPRoutes(
+            files: files,
+            isReady: { backend.isReady() },
+            readinessDetail: { backend.readinessDetail() },
+            metrics: {
+                let counts = endpoint.connectionCounts
+                metrics.connections.set(Int64(counts.total))
+                metrics.pollingConnections.set(Int64(counts.polling))
+                metrics.websocketConnections.set(Int64(counts.websocket))
+                return metrics.render()
+            }
+        )
+        let http = EngineIOHTTPServer(
+            configuration: EngineIOHTTPServerConfiguration(host: host, port: port),
+            endpoints: [endpoint],
+            fallback: { request in routes.handle(request) },
+            logger: logger
+        )
+
+        let node = ChatNodeService(http: http, io: io, backend: backend, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await group.run()
+    }
+}
+
+/// Runs one node: starts the broker side and the HTTP server, and on SIGTERM stops
+/// accepting, closes clients (they reconnect, to another node behind the load balancer)
+/// and flushes what is still queued for the broker.
+struct ChatNodeService: Service {
+    let http: EngineIOHTTPServer
+    let io: SocketIOServer
+    let backend: ChatBackend
+    let logger: Logger
+
+    func run() async throws {
+        await backend.start()
+        try await io.start()
+        try await http.start()
+        // Written unbuffered: scripts wait for this line to know the node accepts connections.
+        let line = "listening on http://\(http.configuration.host):\(http.port ?? http.configuration.port)\n"
+        FileHandle.standardOutput.write(Data(line.utf8))
+        try? await gracefulShutdown()
+        logger.info("shutting down: closing client connections so they reconnect elsewhere")
+        await http.shutdown()
+        await io.close()
+        await backend.close()
+        logger.info("stopped")
+    }
+}
+
+/// Reads the environment for option defaults.
+enum Env {
+    static func string(_ name: String) -> String? {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
+        return value
+    }
+    static func int(_ name: String) -> Int? { string(name).flatMap { Int($0) } }
+    static func int64(_ name: String) -> Int64? { string(name).flatMap { Int64($0) } }
+    static func double(_ name: String) -> Double? { string(name).flatMap { Double($0) } }
+}

@@ -1,0 +1,216 @@
+import ChatCore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SocketIO
+
+/// The chat's Socket.IO behaviour on the default namespace.
+///
+/// Events from clients: `message` (text, ack?), `join` ({room}, ack), `set-name` (name, ack),
+/// `typing` (bool, volatile). Events to clients: `welcome`, `message`, `presence`, `rooms`,
+/// `typing`, `chat-error`. A client that only emits `message` with a string (the original
+/// demo) lands in the default room and receives every `message` of it as `{text, date, ...}`.
+final class ChatService: Sendable {
+    let io: SocketIOServer
+    let limits: ChatLimits
+    let history: any ChatHistoryStore
+    let metrics: ChatMetrics
+    let logger: Logger
+
+    init(io: SocketIOServer, limits: ChatLimits, history: any ChatHistoryStore, metrics: ChatMetrics, logger: Logger) {
+        self.io = io
+        self.limits = limits
+        self.history = history
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func install() {
+        io.onConnection { [self] socket in accept(socket) }
+    }
+
+    /// Per-socket state lives in `socket.data` (so other nodes see it through fetchSockets)
+    /// and, for the rate limiter, in a box owned by the socket's handlers.
+    private func accept(_ socket: SocketIOSocket) {
+        var profile = ChatProfile(socket.data)
+        if !socket.recovered || profile == nil {
+            let auth = socket.handshake.auth
+            var generator = SystemRandomNumberGenerator()
+            let name = auth["name"]?.stringValue.flatMap { try? ChatRules.validateName($0).get() }
+                ?? ChatRules.guestName(using: &generator)
+            let room = auth["room"]?.stringValue.flatMap { try? ChatRules.validateRoom($0).get() }
+                ?? ChatRules.defaultRoom
+            profile = ChatProfile(name: name, room: room)
+            socket.data = profile!.json
+            socket.join(room)
+        }
+        let bucket = NIOLockedValueBox(
+            TokenBucket(ratePerSecond: limits.messagesPerSecond, burst: limits.messageBurst, now: Self.now())
+        )
+
+        socket.on("message") { [self] args, ack in
+            receiveMessage(from: socket, args: args, ack: ack, bucket: bucket)
+        }
+        socket.on("join") { [self] args, ack in
+            let requested = args.first?["room"]?.stringValue ?? args.first?.stringValue ?? ""
+            switch ChatRules.validateRoom(requested) {
+            case .failure(let error): refuse(socket, error, ack: ack)
+            case .success(let room): Task { await self.move(socket, to: room, ack: ack) }
+            }
+        }
+        socket.on("set-name") { [self] args, ack in
+            switch ChatRules.validateName(args.first?.stringValue ?? "") {
+            case .failure(let error): refuse(socket, error, ack: ack)
+            case .success(let name):
+                guard var current = ChatProfile(socket.data) else { return }
+                current.name = name
+                socket.data = current.json
+                ack?(["ok": true, "name": .string(name)])
+                Task { await self.publishPresence(of: current.room) }
+            }
+        }
+        socket.on("typing") { args, _ in
+            guard let current = ChatProfile(socket.data) else { return }
+            let typing = args.first?.boolValue ?? false
+            socket.to(current.room).volatile.emit(
+                "typing", ["name": .string(current.name), "room": .string(current.room), "typing": .bool(typing)]
+            )
+        }
+        socket.onDisconnect { [self] _ in
+            guard let current = ChatProfile(socket.data) else { return }
+            Task { await self.publishPresence(of: current.room) }
+        }
+
+        if !socket.recovered, let profile {
+            Task { await self.welcome(socket, profile: profile) }
+        }
+    }
+
+    private func receiveMessage(
+        from socket: SocketIOSocket, args: [JSONValue], ack: SocketIOAcknowledgement?,
+        bucket: NIOLockedValueBox<TokenBucket>
+    ) {
+        metrics.messagesReceived.increment()
+        guard let raw = args.first?.stringValue else { return refuse(socket, .notText, ack: ack) }
+        guard bucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
+            metrics.messagesRejected.increment()
+            return refuse(socket, .rateLimited(perSecond: limits.messagesPerSecond), ack: ack)
+        }
+        let text: String
+        switch ChatRules.validateMessage(raw, limits: limits) {
+        case .failure(let error):
+            metrics.messagesRejected.increment()
+            return refuse(socket, error, ack: ack)
+        case .success(let valid): text = valid
+        }
+        guard let profile = ChatProfile(socket.data) else { return }
+        let message = ChatMessage(
+            id: Self.makeMessageId(), text: text, date: ChatClock.isoString(Date()), name: profile.name, room: profile.room
+        )
+        history.append(message)
+        do {
+            try io.to(profile.room).emit("message", encoding: message)
+        } catch {
+            logger.error("could not encode a chat message", metadata: ["error": "\(error)"])
+            return
+        }
+        metrics.messagesBroadcast.increment()
+        ack?(["ok": true, "id": .string(message.id), "date": .string(message.date)])
+    }
+
+    /// Tells the sender why, both in the ack (for clients that asked for one) and as a
+    /// `chat-error` event (for clients that did not): never a silent drop.
+    private func refuse(_ socket: SocketIOSocket, _ error: ChatError, ack: SocketIOAcknowledgement?) {
+        let payload: JSONValue = ["code": .string(error.code), "message": .string(error.message)]
+        socket.emit("chat-error", payload)
+        ack?(["ok": false, "error": payload])
+    }
+
+    private func move(_ socket: SocketIOSocket, to room: String, ack: SocketIOAcknowledgement?) async {
+        guard var profile = ChatProfile(socket.data) else { return }
+        let previous = profile.room
+        if previous != room {
+            socket.leave(previous)
+            socket.join(room)
+            profile.room = room
+            socket.data = profile.json
+        }
+        let members = await self.members(of: room)
+        ack?(snapshot(for: profile, members: members, acknowledging: true))
+        if previous != room { await publishPresence(of: previous) }
+        io.to(room).emit("presence", ["room": .string(room), "members": .array(members.map(JSONValue.string))])
+    }
+
+    private func welcome(_ socket: SocketIOSocket, profile: ChatProfile) async {
+        let members = await self.members(of: profile.room)
+        socket.emit("welcome", snapshot(for: profile, members: members))
+        io.to(profile.room).emit("presence", ["room": .string(profile.room), "members": .array(members.map(JSONValue.string))])
+    }
+
+    /// What a client needs to show a room: sent as `welcome`, and as the answer to `join`
+    /// (then with `ok: true` first, like every other answer).
+    private func snapshot(for profile: ChatProfile, members: [String], acknowledging: Bool = false) -> JSONValue {
+        let messages = history.messages(in: profile.room)
+        var rooms = history.activeRooms
+        if !rooms.contains(ChatRules.defaultRoom) { rooms.append(ChatRules.defaultRoom) }
+        if !rooms.contains(profile.room) { rooms.append(profile.room) }
+        var fields: [(key: String, value: JSONValue)] = acknowledging ? [("ok", true)] : []
+        fields += [
+            ("name", .string(profile.name)),
+            ("room", .string(profile.room)),
+            ("rooms", .array(rooms.sorted().map(JSONValue.string))),
+            ("history", .array(messages.compactMap { try? JSONValue(encoding: $0) })),
+            ("members", .array(members.map(JSONValue.string))),
+        ]
+        return .object(JSONObject(fields))
+    }
+
+    /// Names of everyone in the room, on every node.
+    private func members(of room: String) async -> [String] {
+        do {
+            let sockets = try await io.in(room).fetchSockets()
+            return Set(sockets.compactMap { ChatProfile($0.data)?.name }).sorted()
+        } catch {
+            logger.warning("presence: not every node answered", metadata: ["room": "\(room)", "error": "\(error)"])
+            return []
+        }
+    }
+
+    private func publishPresence(of room: String) async {
+        let members = await self.members(of: room)
+        io.to(room).emit("presence", ["room": .string(room), "members": .array(members.map(JSONValue.string))])
+    }
+
+    private static func now() -> Double {
+        let uptime = ContinuousClock.now - ContinuousClock.Instant.zeroReference
+        return Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18
+    }
+
+    private static func makeMessageId() -> String {
+        UUID().uuidString.lowercased()
+    }
+}
+
+/// Who a socket is in the chat, stored as its Socket.IO `data`.
+struct ChatProfile: Hashable {
+    var name: String
+    var room: String
+
+    init(name: String, room: String) {
+        self.name = name
+        self.room = room
+    }
+
+    init?(_ data: JSONValue) {
+        guard let name = data["name"]?.stringValue, let room = data["room"]?.stringValue else { return nil }
+        self.init(name: name, room: room)
+    }
+
+    var json: JSONValue { ["name": .string(name), "room": .string(room)] }
+}
+
+extension ContinuousClock.Instant {
+    /// A fixed reading taken once, so differences give a monotonic number of seconds.
+    static let zeroReference = ContinuousClock.now
+}

@@ -1,0 +1,412 @@
+import EngineIO
+import NIOCore
+
+// The messages nodes exchange over RabbitMQ. The set follows socket.io's cluster adapter
+// (heartbeat membership, broadcast, sockets join/leave/disconnect, fetch sockets,
+// server-side emit, broadcast acks, adapter close) so the behaviour clients observe is the
+// one of a Node.js cluster. The encoding is our own compact binary format: a broadcast
+// carries the Engine.IO messages that the emitting node already encoded, so receivers
+// write those bytes to their clients without parsing or re-serialising the packet.
+
+/// Which sockets an operation targets: the same selection rules as a local broadcast.
+public struct ClusterSocketSelection: Sendable, Hashable {
+    /// Empty means every socket of the namespace.
+    public var rooms: [String]
+    public var exceptRooms: [String]
+
+    public init(rooms: [String] = [], exceptRooms: [String] = []) {
+        self.rooms = rooms
+        self.exceptRooms = exceptRooms
+    }
+}
+
+/// Broadcast flags that matter on a receiving node.
+public struct ClusterBroadcastFlags: Sendable, Hashable {
+    /// May be dropped by a slow client instead of being queued.
+    public var isVolatile: Bool
+    public var compress: Bool
+    /// Worth keeping in the recovery stream (connection state recovery is on and the
+    /// packet is an event without ack).
+    public var isRecoverable: Bool
+
+    public init(isVolatile: Bool = false, compress: Bool = true, isRecoverable: Bool = false) {
+        self.isVolatile = isVolatile
+        self.compress = compress
+        self.isRecoverable = isRecoverable
+    }
+}
+
+/// One Socket.IO packet encoded once as Engine.IO messages: the text part first, then one
+/// binary message per attachment. Opaque to the cluster layer.
+public struct EncodedPacket: Sendable, Hashable {
+    public var messages: [EngineMessage]
+
+    public init(messages: [EngineMessage]) {
+        self.messages = messages
+    }
+}
+
+/// What a remote node tells about one of its sockets in answer to fetch-sockets.
+public struct RemoteSocketRecord: Sendable, Hashable {
+    public var id: String
+    /// The handshake object, encoded by the Socket.IO layer (JSON text).
+    public var handshake: ByteBuffer
+    public var rooms: [String]
+    /// `socket.data`, encoded by the Socket.IO layer (JSON text).
+    public var data: ByteBuffer
+
+    public init(id: String, handshake: ByteBuffer, rooms: [String], data: ByteBuffer) {
+        self.id = id
+        self.handshake = handshake
+        self.rooms = rooms
+        self.data = data
+    }
+}
+
+/// A disconnected socket's state, kept in the recovery stream for any node to restore.
+public struct SessionRecord: Sendable, Hashable {
+    public var privateId: String
+    public var socketId: String
+    public var rooms: [String]
+    /// `socket.data`, encoded by the Socket.IO layer (JSON text).
+    public var data: ByteBuffer
+
+    public init(privateId: String, socketId: String, rooms: [String], data: ByteBuffer) {
+        self.privateId = privateId
+        self.socketId = socketId
+        self.rooms = rooms
+        self.data = data
+    }
+}
+
+/// A cluster request is answered on the asker's own queue and matched by this id.
+public typealias ClusterRequestID = UInt64
+
+public enum ClusterPayload: Sendable, Hashable {
+    /// `isInitial` asks every live node to answer with a heartbeat at once, so a node that
+    /// just started learns the membership without waiting a whole interval.
+    case heartbeat(isInitial: Bool)
+    /// `ackRequest` is set for a broadcast with acks: receivers answer with
+    /// `broadcastClientCount` and then one `broadcastAck` per client ack.
+    case broadcast(selection: ClusterSocketSelection, flags: ClusterBroadcastFlags, packet: EncodedPacket, ackRequest: ClusterRequestID?)
+    case socketsJoin(selection: ClusterSocketSelection, rooms: [String])
+    case socketsLeave(selection: ClusterSocketSelection, rooms: [String])
+    case disconnectSockets(selection: ClusterSocketSelection, closeUnderlyingConnection: Bool)
+    case fetchSockets(request: ClusterRequestID, selection: ClusterSocketSelection)
+    case fetchSocketsResponse(request: ClusterRequestID, sockets: [RemoteSocketRecord])
+    /// `request` is set when the emitter waits for acknowledgements.
+    case serverSideEmit(request: ClusterRequestID?, packet: EncodedPacket)
+    case serverSideEmitResponse(request: ClusterRequestID, packet: EncodedPacket)
+    case broadcastClientCount(request: ClusterRequestID, clientCount: UInt32)
+    case broadcastAck(request: ClusterRequestID, packet: EncodedPacket)
+    /// The node leaves the cluster on purpose; peers drop it from membership at once.
+    case adapterClose
+    /// Recovery stream only: a packet clients may have missed, with the offset that was
+    /// appended to its arguments (the client sends it back when it reconnects).
+    case recoverablePacket(offset: String, selection: ClusterSocketSelection, packet: EncodedPacket)
+    /// Recovery stream only: what a socket had when it lost its connection.
+    case sessionRecord(SessionRecord)
+    /// Recovery stream only: appended by a restoring node, which reads the stream up to it
+    /// (a stream has no "current end" a consumer could ask for).
+    case streamProbe(id: String)
+
+    /// Wire type byte. Values follow socket.io's numbering so logs read alike.
+    var typeCode: UInt8 {
+        switch self {
+        case .heartbeat(let isInitial): return isInitial ? 1 : 2
+        case .broadcast: return 3
+        case .socketsJoin: return 4
+        case .socketsLeave: return 5
+        case .disconnectSockets: return 6
+        case .fetchSockets: return 7
+        case .fetchSocketsResponse: return 8
+        case .serverSideEmit: return 9
+        case .serverSideEmitResponse: return 10
+        case .broadcastClientCount: return 11
+        case .broadcastAck: return 12
+        case .adapterClose: return 13
+        case .recoverablePacket: return 14
+        case .sessionRecord: return 15
+        case .streamProbe: return 16
+        }
+    }
+
+    /// Responses go to one node's queue; everything else is published to the namespace exchange.
+    public var isResponse: Bool {
+        switch self {
+        case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck: return true
+        default: return false
+        }
+    }
+}
+
+/// One message between nodes.
+public struct ClusterMessage: Sendable, Hashable {
+    /// The node that published it (its unique id, not its display name).
+    public var origin: String
+    /// Per-origin sequence number, increasing by one per published message. With `origin`
+    /// it identifies a message, so a receiver drops copies re-sent after a broker outage.
+    public var sequence: UInt64
+    public var namespace: String
+    public var payload: ClusterPayload
+
+    public init(origin: String, sequence: UInt64, namespace: String, payload: ClusterPayload) {
+        self.origin = origin
+        self.sequence = sequence
+        self.namespace = namespace
+        self.payload = payload
+    }
+}
+
+/// Why a body could not be decoded. A peer running another format version, or a foreign
+/// publisher on our exchange; the message is dropped and counted, never fatal.
+public enum ClusterMessageDecodingError: Error, Sendable, Hashable {
+    case unsupportedVersion(UInt8)
+    case unknownType(UInt8)
+    case truncated(field: String)
+    case invalidUTF8(field: String)
+    case trailingBytes(Int)
+}
+
+// MARK: - Codec
+
+/// Binary layout (all integers big-endian):
+///
+///     u8 version (1) | u8 type | str origin | u64 sequence | str namespace | type-specific body
+///
+/// `str` is u16 length + UTF-8 (u32 for `blob`), lists are u16 count + items, an encoded
+/// packet is u16 count of Engine.IO messages, each u8 isBinary + u32 length + bytes.
+public enum ClusterMessageCodec {
+    public static let formatVersion: UInt8 = 1
+
+    public static func encode(_ message: ClusterMessage, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 64 + estimatedBodySize(message.payload))
+        encode(message, into: &buffer)
+        return buffer
+    }
+
+    public static func encode(_ message: ClusterMessage, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(formatVersion)
+        buffer.writeInteger(message.payload.typeCode)
+        buffer.writeShortString(message.origin)
+        buffer.writeInteger(message.sequence)
+        buffer.writeShortString(message.namespace)
+        switch message.payload {
+        case .heartbeat, .adapterClose:
+            break
+        case .broadcast(let selection, let flags, let packet, let ackRequest):
+            buffer.writeSelection(selection)
+            var flagBits: UInt8 = 0
+            if flags.isVolatile { flagBits |= 1 }
+            if flags.compress { flagBits |= 2 }
+            if flags.isRecoverable { flagBits |= 4 }
+            if ackRequest != nil { flagBits |= 8 }
+            buffer.writeInteger(flagBits)
+            if let ackRequest { buffer.writeInteger(ackRequest) }
+            buffer.writePacket(packet)
+        case .socketsJoin(let selection, let rooms), .socketsLeave(let selection, let rooms):
+            buffer.writeSelection(selection)
+            buffer.writeStringList(rooms)
+        case .disconnectSockets(let selection, let close):
+            buffer.writeSelection(selection)
+            buffer.writeInteger(close ? UInt8(1) : 0)
+        case .fetchSockets(let request, let selection):
+            buffer.writeInteger(request)
+            buffer.writeSelection(selection)
+        case .fetchSocketsResponse(let request, let sockets):
+            buffer.writeInteger(request)
+            buffer.writeInteger(UInt32(sockets.count))
+            for socket in sockets {
+                buffer.writeShortString(socket.id)
+                buffer.writeBlob(socket.handshake)
+                buffer.writeStringList(socket.rooms)
+                buffer.writeBlob(socket.data)
+            }
+        case .serverSideEmit(let request, let packet):
+            buffer.writeInteger(request != nil ? UInt8(1) : 0)
+            if let request { buffer.writeInteger(request) }
+            buffer.writePacket(packet)
+        case .serverSideEmitResponse(let request, let packet), .broadcastAck(let request, let packet):
+            buffer.writeInteger(request)
+            buffer.writePacket(packet)
+        case .broadcastClientCount(let request, let count):
+            buffer.writeInteger(request)
+            buffer.writeInteger(count)
+        case .recoverablePacket(let offset, let selection, let packet):
+            buffer.writeShortString(offset)
+            buffer.writeSelection(selection)
+            buffer.writePacket(packet)
+        case .sessionRecord(let session):
+            buffer.writeShortString(session.privateId)
+            buffer.writeShortString(session.socketId)
+            buffer.writeStringList(session.rooms)
+            buffer.writeBlob(session.data)
+        case .streamProbe(let id):
+            buffer.writeShortString(id)
+        }
+    }
+
+    public static func decode(_ body: ByteBuffer) throws(ClusterMessageDecodingError) -> ClusterMessage {
+        var buffer = body
+        let version: UInt8 = try buffer.read("version")
+        guard version == formatVersion else { throw .unsupportedVersion(version) }
+        let type: UInt8 = try buffer.read("type")
+        let origin = try buffer.readShortString("origin")
+        let sequence: UInt64 = try buffer.read("sequence")
+        let namespace = try buffer.readShortString("namespace")
+        let payload: ClusterPayload
+        switch type {
+        case 1: payload = .heartbeat(isInitial: true)
+        case 2: payload = .heartbeat(isInitial: false)
+        case 3:
+            let selection = try buffer.readSelection()
+            let flagBits: UInt8 = try buffer.read("flags")
+            let ackRequest: ClusterRequestID? = flagBits & 8 != 0 ? try buffer.read("ackRequest") : nil
+            let flags = ClusterBroadcastFlags(isVolatile: flagBits & 1 != 0, compress: flagBits & 2 != 0, isRecoverable: flagBits & 4 != 0)
+            payload = .broadcast(selection: selection, flags: flags, packet: try buffer.readPacket(), ackRequest: ackRequest)
+        case 4: payload = .socketsJoin(selection: try buffer.readSelection(), rooms: try buffer.readStringList("rooms"))
+        case 5: payload = .socketsLeave(selection: try buffer.readSelection(), rooms: try buffer.readStringList("rooms"))
+        case 6:
+            let selection = try buffer.readSelection()
+            let close: UInt8 = try buffer.read("close")
+            payload = .disconnectSockets(selection: selection, closeUnderlyingConnection: close != 0)
+        case 7:
+            let request: ClusterRequestID = try buffer.read("request")
+            payload = .fetchSockets(request: request, selection: try buffer.readSelection())
+        case 8:
+            let request: ClusterRequestID = try buffer.read("request")
+            let count: UInt32 = try buffer.read("socketCount")
+            var sockets: [RemoteSocketRecord] = []
+            // A count is only a claim: never reserve more than the bytes could hold.
+            sockets.reserveCapacity(min(Int(count), buffer.readableBytes / 8))
+            for _ in 0..<count {
+                let id = try buffer.readShortString("socket.id")
+                let handshake = try buffer.readBlob("socket.handshake")
+                let rooms = try buffer.readStringList("socket.rooms")
+                let data = try buffer.readBlob("socket.data")
+                sockets.append(RemoteSocketRecord(id: id, handshake: handshake, rooms: rooms, data: data))
+            }
+            payload = .fetchSocketsResponse(request: request, sockets: sockets)
+        case 9:
+            let hasRequest: UInt8 = try buffer.read("hasRequest")
+            let request: ClusterRequestID? = hasRequest != 0 ? try buffer.read("request") : nil
+            payload = .serverSideEmit(request: request, packet: try buffer.readPacket())
+        case 10:
+            let request: ClusterRequestID = try buffer.read("request")
+            payload = .serverSideEmitResponse(request: request, packet: try buffer.readPacket())
+        case 11:
+            let request: ClusterRequestID = try buffer.read("request")
+            payload = .broadcastClientCount(request: request, clientCount: try buffer.read("clientCount"))
+        case 12:
+            let request: ClusterRequestID = try buffer.read("request")
+            payload = .broadcastAck(request: request, packet: try buffer.readPacket())
+        case 13: payload = .adapterClose
+        case 14:
+            let offset = try buffer.readShortString("offset")
+            let selection = try buffer.readSelection()
+            payload = .recoverablePacket(offset: offset, selection: selection, packet: try buffer.readPacket())
+        case 15:
+            let privateId = try buffer.readShortString("session.privateId")
+            let socketId = try buffer.readShortString("session.socketId")
+            let rooms = try buffer.readStringList("session.rooms")
+            payload = .sessionRecord(SessionRecord(privateId: privateId, socketId: socketId, rooms: rooms, data: try buffer.readBlob("session.data")))
+        case 16: payload = .streamProbe(id: try buffer.readShortString("probe.id"))
+        default: throw .unknownType(type)
+        }
+        guard buffer.readableBytes == 0 else { throw .trailingBytes(buffer.readableBytes) }
+        return ClusterMessage(origin: origin, sequence: sequence, namespace: namespace, payload: payload)
+    }
+
+    private static func estimatedBodySize(_ payload: ClusterPayload) -> Int {
+        switch payload {
+        case .broadcast(_, _, let packet, _), .serverSideEmit(_, let packet), .recoverablePacket(_, _, let packet),
+             .serverSideEmitResponse(_, let packet), .broadcastAck(_, let packet):
+            return packet.messages.reduce(0) { $0 + 5 + $1.payload.readableBytes }
+        default:
+            return 64
+        }
+    }
+}
+
+// MARK: - Primitive fields
+
+extension ByteBuffer {
+    mutating func writeShortString(_ string: String) {
+        let lengthIndex = writerIndex
+        writeInteger(UInt16(0))
+        let written = writeString(string)
+        precondition(written <= Int(UInt16.max), "cluster string field longer than 65535 bytes")
+        setInteger(UInt16(written), at: lengthIndex)
+    }
+
+    mutating func writeStringList(_ strings: [String]) {
+        precondition(strings.count <= Int(UInt16.max), "more than 65535 rooms in one cluster message")
+        writeInteger(UInt16(strings.count))
+        for string in strings { writeShortString(string) }
+    }
+
+    mutating func writeBlob(_ blob: ByteBuffer) {
+        writeInteger(UInt32(blob.readableBytes))
+        writeImmutableBuffer(blob)
+    }
+
+    mutating func writeSelection(_ selection: ClusterSocketSelection) {
+        writeStringList(selection.rooms)
+        writeStringList(selection.exceptRooms)
+    }
+
+    mutating func writePacket(_ packet: EncodedPacket) {
+        precondition(packet.messages.count <= Int(UInt16.max), "packet with more than 65535 attachments")
+        writeInteger(UInt16(packet.messages.count))
+        for message in packet.messages {
+            writeInteger(message.isBinary ? UInt8(1) : 0)
+            writeBlob(message.payload)
+        }
+    }
+
+    mutating func read<Integer: FixedWidthInteger>(_ field: String) throws(ClusterMessageDecodingError) -> Integer {
+        guard let value: Integer = readInteger() else { throw .truncated(field: field) }
+        return value
+    }
+
+    mutating func readShortString(_ field: String) throws(ClusterMessageDecodingError) -> String {
+        let length: UInt16 = try read(field)
+        guard let bytes = readSlice(length: Int(length)) else { throw .truncated(field: field) }
+        guard let string = String(validating: bytes.readableBytesView, as: UTF8.self) else {
+            throw .invalidUTF8(field: field)
+        }
+        return string
+    }
+
+    mutating func readStringList(_ field: String) throws(ClusterMessageDecodingError) -> [String] {
+        let count: UInt16 = try read(field)
+        var strings: [String] = []
+        strings.reserveCapacity(min(Int(count), readableBytes / 2))
+        for _ in 0..<count { strings.append(try readShortString(field)) }
+        return strings
+    }
+
+    mutating func readBlob(_ field: String) throws(ClusterMessageDecodingError) -> ByteBuffer {
+        let length: UInt32 = try read(field)
+        guard let blob = readSlice(length: Int(length)) else { throw .truncated(field: field) }
+        return blob
+    }
+
+    mutating func readSelection() throws(ClusterMessageDecodingError) -> ClusterSocketSelection {
+        ClusterSocketSelection(rooms: try readStringList("rooms"), exceptRooms: try readStringList("exceptRooms"))
+    }
+
+    mutating func readPacket() throws(ClusterMessageDecodingError) -> EncodedPacket {
+        let count: UInt16 = try read("packet.count")
+        var messages: [EngineMessage] = []
+        messages.reserveCapacity(min(Int(count), readableBytes / 5))
+        for _ in 0..<count {
+            let isBinary: UInt8 = try read("packet.isBinary")
+            let payload = try readBlob("packet.payload")
+            // Text is not re-validated: only our own nodes publish to these exchanges and the
+            // emitting node encoded it; checking it again would cost every receiver per message.
+            messages.append(isBinary != 0 ? EngineMessage(binary: payload) : EngineMessage(textUTF8: payload))
+        }
+        return EncodedPacket(messages: messages)
+    }
+}

@@ -1,0 +1,693 @@
+import AMQPClient
+import AMQPProtocol
+import EngineIO
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SocketIO
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The Socket.IO adapter of one namespace on one node of a RabbitMQ cluster.
+///
+/// Local state (rooms, local delivery) is an `InMemoryAdapter`; everything that must reach
+/// other nodes is encoded once as a `ClusterMessage` and published, with publisher confirms,
+/// to the namespace's exchange. Topology and delivery guarantees: docs/CLUSTER.md.
+public final class RabbitMQAdapter: SocketIOAdapter {
+    public unowned let namespace: SocketIONamespace
+    let cluster: RabbitMQCluster
+    let local: InMemoryAdapter
+    public let exchangeName: String
+    public let queueName: String
+    /// The RabbitMQ stream holding recoverable packets and session records, when the server
+    /// has connection state recovery on.
+    public let recoveryStreamName: String?
+    private let options: RabbitMQAdapterOptions
+    private let logger: Logger
+    private let state: NIOLockedValueBox<State>
+    private let publishJobs: AsyncStream<PublishJob>.Continuation
+    private let publishJobStream: AsyncStream<PublishJob>
+    private let bindingChanges: AsyncStream<RoomBindingTracker.Change>.Continuation
+    private let bindingChangeStream: AsyncStream<RoomBindingTracker.Change>
+    private let channels = NIOLockedValueBox<(publish: AMQPChannel, consume: AMQPChannel)?>(nil)
+    private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
+
+    /// A message ready for the broker: encoded once, published as is (also when re-sent).
+    struct Outgoing: Sendable {
+        var body: ByteBuffer
+        var exchange: String
+        var routingKeys: [String]
+    }
+
+    struct PublishJob: Sendable {
+        var outgoing: Outgoing
+        var publishNumber: UInt64
+        /// Bumped on every connection loss: jobs of an older channel are skipped.
+        var epoch: UInt64
+    }
+
+    private struct State {
+        var outbox: ClusterOutbox<Outgoing>
+        var epoch: UInt64 = 0
+        var lastSequence: UInt64 = 0
+        var lastRecoveryOffset: UInt64 = 0
+        var membership: ClusterMembership
+        var requests = ClusterRequestTracker()
+        var duplicates = ClusterDuplicateFilter()
+        var roomBindings = RoomBindingTracker()
+        var fetchWaiters: [ClusterRequestID: CheckedContinuation<ClusterRequestTracker.Completion, Never>] = [:]
+        var ackCallbacks: [ClusterRequestID: (clientCount: @Sendable (Int) -> Void, ack: @Sendable (String, [JSONValue]) -> Void)] = [:]
+        var metrics = RabbitMQAdapterMetrics()
+        var isConsuming = false
+        var isClosed = false
+    }
+
+    init(namespace: SocketIONamespace, cluster: RabbitMQCluster) {
+        self.namespace = namespace
+        self.cluster = cluster
+        self.local = InMemoryAdapter(namespace: namespace)
+        self.options = cluster.options
+        self.logger = cluster.logger
+        self.exchangeName = "\(cluster.options.exchangePrefix)#\(namespace.name)"
+        self.queueName = "\(cluster.options.exchangePrefix)#\(namespace.name)#\(cluster.nodeID)"
+        self.recoveryStreamName = namespace.server.configuration.connectionStateRecovery == nil
+            ? nil : "\(cluster.options.exchangePrefix)#\(namespace.name)#recovery"
+        self.state = NIOLockedValueBox(State(
+            outbox: ClusterOutbox(capacity: cluster.options.outboxCapacity, overflowPolicy: cluster.options.outboxOverflowPolicy),
+            membership: ClusterMembership(heartbeatTimeoutNanoseconds: UInt64(cluster.options.heartbeatTimeoutSeconds * 1e9))))
+        (publishJobStream, publishJobs) = AsyncStream<PublishJob>.makeStream()
+        (bindingChangeStream, bindingChanges) = AsyncStream<RoomBindingTracker.Change>.makeStream()
+    }
+
+    public var nodeID: String { cluster.nodeID }
+    var isReady: Bool { state.withLockedValue { $0.isConsuming && $0.outbox.isConnected } }
+
+    public var metrics: RabbitMQAdapterMetrics {
+        state.withLockedValue { state in
+            var metrics = state.metrics
+            metrics.outboxSize = state.outbox.count
+            metrics.outboxOverflow = state.outbox.overflowCount
+            metrics.duplicatesDropped = state.duplicates.duplicateCount
+            return metrics
+        }
+    }
+
+    /// Live peers by heartbeat (not counting this node).
+    public var liveNodes: Set<String> { state.withLockedValue { $0.membership.liveNodes } }
+
+    // MARK: Lifecycle
+
+    public func start() async throws {
+        let publish = try await cluster.connection.openChannel()
+        try await publish.confirmSelect()
+        let consume = try await cluster.connection.openChannel()
+        try await consume.basicQos(prefetchCount: 512)
+        try await publish.exchangeDeclare(exchangeName, type: "direct", durable: true)
+        var arguments: AMQPFieldTable = ["x-expires": .int32(Int32(clamping: options.queueExpiresMilliseconds))]
+        if let ttl = options.queueMessageTTLMilliseconds {
+            arguments = ["x-expires": .int32(Int32(clamping: options.queueExpiresMilliseconds)), "x-message-ttl": .int32(Int32(clamping: ttl))]
+        }
+        try await consume.queueDeclare(queueName, durable: true, arguments: arguments)
+        try await consume.queueBind(queue: queueName, exchange: exchangeName, routingKey: RoomRoutingKeys.everyNode)
+        if let recoveryStreamName {
+            try await consume.queueDeclare(recoveryStreamName, durable: true, arguments: [
+                "x-queue-type": .longString("stream"),
+                "x-max-age": .longString(options.recoveryStreamMaxAge),
+                "x-max-length-bytes": .int64(Int64(options.recoveryStreamMaxLengthBytes)),
+            ])
+        }
+        let consumer = try await consume.consume(queue: queueName, noAck: true, exclusive: true)
+        channels.withLockedValue { $0 = (publish, consume) }
+        let replay = state.withLockedValue { state in
+            state.isConsuming = true
+            state.epoch += 1
+            return (state.outbox.connectionRestored(), state.epoch)
+        }
+        for (item, number) in replay.0 { publishJobs.yield(PublishJob(outgoing: item, publishNumber: number, epoch: replay.1)) }
+
+        let heartbeatNanoseconds = UInt64(options.heartbeatIntervalSeconds * 1e9)
+        let started: [Task<Void, Never>] = [
+            Task { [weak self] in
+                do {
+                    for try await message in consumer { self?.received(message.body) }
+                } catch {
+                    self?.logger.error("cluster consumer ended", metadata: ["error": "\(error)"])
+                }
+            },
+            Task { [weak self] in await self?.runPublisher(on: publish) },
+            Task { [weak self] in await self?.runBindingChanges(on: consume) },
+            Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(nanoseconds: heartbeatNanoseconds)
+                    self?.heartbeatTick()
+                }
+            },
+        ]
+        tasks.withLockedValue { $0.append(contentsOf: started) }
+        send(.heartbeat(isInitial: true))
+        cluster.readinessMayHaveChanged()
+    }
+
+    public func close() async {
+        let wasClosed = state.withLockedValue { state in
+            defer { state.isClosed = true }
+            return state.isClosed
+        }
+        guard !wasClosed else { return }
+        send(.adapterClose)
+        // Give the goodbye a moment to be confirmed; peers would otherwise wait a heartbeat timeout.
+        for _ in 0..<20 where state.withLockedValue({ $0.outbox.count }) > 0 {
+            try? await Task.sleep(nanoseconds: 25_000_000)
+        }
+        publishJobs.finish()
+        bindingChanges.finish()
+        for task in tasks.withLockedValue({ $0 }) { task.cancel() }
+        let waiters = state.withLockedValue { state in
+            defer { state.fetchWaiters.removeAll() }
+            return state.fetchWaiters
+        }
+        for (request, waiter) in waiters {
+            waiter.resume(returning: .init(request: request, kind: .fetchSockets, sockets: [], replies: [], unansweredNodes: []))
+        }
+    }
+
+    public func serverCount() async -> Int { state.withLockedValue { $0.membership.serverCount } }
+
+    // MARK: Rooms (local sockets)
+
+    public func addAll(_ socketId: String, rooms: Set<String>) {
+        let before = options.roomAwareRouting ? (local.socketRooms(socketId) ?? []) : []
+        local.addAll(socketId, rooms: rooms)
+        guard options.roomAwareRouting else { return }
+        let changes = state.withLockedValue { state in rooms.subtracting(before).compactMap { state.roomBindings.socketJoined($0) } }
+        for change in changes { bindingChanges.yield(change) }
+    }
+
+    public func del(_ socketId: String, room: String) {
+        let wasMember = options.roomAwareRouting && (local.socketRooms(socketId)?.contains(room) ?? false)
+        local.del(socketId, room: room)
+        guard wasMember, let change = state.withLockedValue({ $0.roomBindings.socketLeft(room) }) else { return }
+        bindingChanges.yield(change)
+    }
+
+    public func delAll(_ socketId: String) {
+        let rooms = options.roomAwareRouting ? (local.socketRooms(socketId) ?? []) : []
+        local.delAll(socketId)
+        let changes = state.withLockedValue { state in rooms.compactMap { state.roomBindings.socketLeft($0) } }
+        for change in changes { bindingChanges.yield(change) }
+    }
+
+    public func sockets(in rooms: Set<String>) -> Set<String> { local.sockets(in: rooms) }
+    public func socketRooms(_ socketId: String) -> Set<String>? { local.socketRooms(socketId) }
+
+    /// Local socket ids selected by rooms and except-rooms (socket.io-adapter's `apply`).
+    private func localRecipients(rooms: Set<String>, except: Set<String>) -> Set<String> {
+        var recipients = local.sockets(in: rooms)
+        if !except.isEmpty, !recipients.isEmpty { recipients.subtract(local.sockets(in: except)) }
+        return recipients
+    }
+
+    // MARK: Broadcast
+
+    public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
+        var packet = packet
+        var recoveryOffset: String?
+        if recoveryStreamName != nil, !options.flags.local, !options.flags.volatile, packet.ackId == nil,
+           packet.type == .event || packet.type == .binaryEvent, case .array(var items)? = packet.data {
+            // As socket.io does: the offset is the last argument, and the client sends the
+            // last one it saw back as `auth.offset` when it reconnects (to any node).
+            let offset = state.withLockedValue { state -> String in
+                state.lastRecoveryOffset += 1
+                return "\(cluster.nodeID)-\(String(state.lastRecoveryOffset, radix: 36))"
+            }
+            items.append(.string(offset))
+            packet.data = .array(items)
+            recoveryOffset = offset
+        }
+        // Encode once: the same bytes go to local sockets and, inside the AMQP body, to
+        // every other node's sockets.
+        let messages = SocketIOPacketEncoder.encode(packet)
+        namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except))
+        guard !options.flags.local else { return }
+        let selection = ClusterSocketSelection(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted())
+        if let recoveryOffset, let recoveryStreamName {
+            send(.recoverablePacket(offset: recoveryOffset, selection: selection, packet: EncodedPacket(messages: messages)), toQueue: recoveryStreamName)
+        }
+        send(.broadcast(selection: selection, flags: ClusterBroadcastFlags(isVolatile: options.flags.volatile), packet: EncodedPacket(messages: messages), ackRequest: nil),
+             routingKeys: RoomRoutingKeys.keys(forBroadcastTo: selection.rooms, roomAware: self.options.roomAwareRouting))
+    }
+
+    public func broadcastWithAck(
+        _ packet: SocketIOPacket, options: BroadcastOptions,
+        clientCount: @escaping @Sendable (Int) -> Void,
+        ack: @escaping @Sendable (String, [JSONValue]) -> Void
+    ) {
+        local.broadcastWithAck(packet, options: options, clientCount: clientCount, ack: ack)
+        guard !options.flags.local else { return }
+        let timeout = options.flags.timeout ?? namespace.server.configuration.defaultAckTimeout
+        let request = state.withLockedValue { state -> ClusterRequestID in
+            let (request, _) = state.requests.begin(.broadcastWithAck, awaiting: state.membership.liveNodes, deadlineNanoseconds: Self.now() + UInt64(timeout.nanoseconds))
+            state.ackCallbacks[request] = (clientCount, ack)
+            return request
+        }
+        scheduleExpiry(after: timeout.nanoseconds)
+        let selection = ClusterSocketSelection(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted())
+        send(.broadcast(selection: selection, flags: ClusterBroadcastFlags(isVolatile: options.flags.volatile),
+                        packet: EncodedPacket(messages: SocketIOPacketEncoder.encode(packet)), ackRequest: request),
+             routingKeys: RoomRoutingKeys.keys(forBroadcastTo: selection.rooms, roomAware: self.options.roomAwareRouting))
+    }
+
+    // MARK: Bulk operations
+
+    public func fetchSockets(_ options: BroadcastOptions) async throws(SocketIOAdapterError) -> [SocketDescription] {
+        let localSockets = try await local.fetchSockets(options)
+        guard !options.flags.local else { return localSockets }
+        let selection = ClusterSocketSelection(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted())
+        let completion = await ask(.fetchSockets, timeoutNanoseconds: Int64(self.options.requestTimeoutSeconds * 1e9)) { request in
+            .fetchSockets(request: request, selection: selection)
+        }
+        let remote = completion.sockets.compactMap { record -> SocketDescription? in
+            guard let handshake = try? JSONValue(parsing: record.handshake), let data = try? JSONValue(parsing: record.data) else { return nil }
+            return SocketDescription(id: record.id, namespace: namespace.name, handshake: Self.handshake(from: handshake), rooms: Set(record.rooms), data: data)
+        }
+        return localSockets + remote
+    }
+
+    public func addSockets(_ options: BroadcastOptions, rooms: Set<String>) {
+        local.addSockets(options, rooms: rooms)
+        guard !options.flags.local else { return }
+        send(.socketsJoin(selection: .init(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted()), rooms: rooms.sorted()))
+    }
+
+    public func delSockets(_ options: BroadcastOptions, rooms: Set<String>) {
+        local.delSockets(options, rooms: rooms)
+        guard !options.flags.local else { return }
+        send(.socketsLeave(selection: .init(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted()), rooms: rooms.sorted()))
+    }
+
+    public func disconnectSockets(_ options: BroadcastOptions, close: Bool) {
+        local.disconnectSockets(options, close: close)
+        guard !options.flags.local else { return }
+        send(.disconnectSockets(selection: .init(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted()), closeUnderlyingConnection: close))
+    }
+
+    public func serverSideEmit(_ args: [JSONValue], expectAcks: Bool, timeout: TimeAmount) async throws(SocketIOAdapterError) -> [JSONValue] {
+        let packet = EncodedPacket(messages: SocketIOPacketEncoder.encode(SocketIOPacket(type: .event, namespace: namespace.name, data: .array(args))))
+        guard expectAcks else {
+            send(.serverSideEmit(request: nil, packet: packet))
+            return []
+        }
+        let completion = await ask(.serverSideEmit, timeoutNanoseconds: timeout.nanoseconds) { request in
+            .serverSideEmit(request: request, packet: packet)
+        }
+        guard completion.isComplete else { throw .timedOut }
+        return completion.replies.compactMap { Self.decodeArguments($0)?.first }
+    }
+
+    // MARK: Connection state recovery (across nodes, through the recovery stream)
+
+    public func persistSession(_ session: PersistedSession) async {
+        guard let recoveryStreamName else { return }
+        let record = SessionRecord(privateId: session.privateId, socketId: session.socketId, rooms: session.rooms.sorted(), data: session.data.jsonBuffer())
+        send(.sessionRecord(record), toQueue: recoveryStreamName)
+    }
+
+    /// Reads the stream from `maxDisconnectionDuration` ago up to a probe appended now:
+    /// the latest session record of `privateId`, and every recoverable packet after
+    /// `offset` that reaches the session's rooms, in stream (= emission) order.
+    public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
+        guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
+        let probeID = "\(cluster.nodeID)-probe-\(UInt64.random(in: 0...UInt64.max))"
+        do {
+            let channel = try await cluster.connection.openChannel()
+            defer { Task { try? await channel.close() } }
+            try await channel.basicQos(prefetchCount: 1000)
+            try await channel.confirmSelect()
+            let probe = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: 0, namespace: namespace.name, payload: .streamProbe(id: probeID)))
+            try await channel.publish(probe, exchange: "", routingKey: recoveryStreamName, properties: AMQPBasicProperties(deliveryMode: 2))
+            let windowSeconds = UInt64(max(1, recovery.maxDisconnectionDuration.nanoseconds / 1_000_000_000))
+            let nowSeconds = UInt64(max(0, time(nil)))
+            let consumer = try await channel.consume(queue: recoveryStreamName, noAck: false, arguments: [
+                "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds + 5)),
+            ])
+            var session: SessionRecord?
+            var offsetSeen = false
+            var missed: [(selection: ClusterSocketSelection, packet: EncodedPacket)] = []
+            var unacked = 0
+            for try await delivery in consumer {
+                unacked += 1
+                if unacked >= 500 {
+                    try await delivery.ack(multiple: true)
+                    unacked = 0
+                }
+                guard let message = try? ClusterMessageCodec.decode(delivery.body), message.namespace == namespace.name else { continue }
+                switch message.payload {
+                case .sessionRecord(let record) where record.privateId == privateId:
+                    session = record
+                case .recoverablePacket(let packetOffset, let selection, let packet):
+                    if offsetSeen { missed.append((selection, packet)) } else if packetOffset == offset { offsetSeen = true }
+                case .streamProbe(let id) where id == probeID:
+                    try await delivery.ack(multiple: true)
+                    try? await consumer.cancel()
+                    guard let session, offsetSeen, let data = try? JSONValue(parsing: session.data) else { return nil }
+                    let rooms = Set(session.rooms)
+                    let packets = missed.compactMap { entry -> JSONValue? in
+                        if !Set(entry.selection.exceptRooms).isDisjoint(with: rooms) { return nil }
+                        if !entry.selection.rooms.isEmpty && Set(entry.selection.rooms).isDisjoint(with: rooms) { return nil }
+                        return Self.decodePacket(entry.packet)?.data
+                    }
+                    return RestoredSession(
+                        session: PersistedSession(socketId: session.socketId, privateId: session.privateId, rooms: rooms, data: data),
+                        missedPackets: packets)
+                default:
+                    break
+                }
+            }
+        } catch {
+            logger.warning("session restore failed", metadata: ["error": "\(error)"])
+        }
+        return nil
+    }
+
+    // MARK: Requests
+
+    private func ask(
+        _ kind: ClusterRequestTracker.Kind, timeoutNanoseconds: Int64,
+        _ makePayload: @escaping @Sendable (ClusterRequestID) -> ClusterPayload
+    ) async -> ClusterRequestTracker.Completion {
+        let completion = await withCheckedContinuation { (continuation: CheckedContinuation<ClusterRequestTracker.Completion, Never>) in
+            let request = state.withLockedValue { state -> ClusterRequestID? in
+                let (request, immediate) = state.requests.begin(kind, awaiting: state.membership.liveNodes, deadlineNanoseconds: Self.now() + UInt64(max(timeoutNanoseconds, 0)))
+                if let immediate {
+                    continuation.resume(returning: immediate)
+                    return nil
+                }
+                state.fetchWaiters[request] = continuation
+                return request
+            }
+            if let request {
+                scheduleExpiry(after: timeoutNanoseconds)
+                send(makePayload(request))
+            }
+        }
+        return completion
+    }
+
+    private func scheduleExpiry(after nanoseconds: Int64) {
+        Task { [weak self] in
+            try? await Task.sleep(nanoseconds: UInt64(max(nanoseconds, 0)) + 1_000_000)
+            self?.expireRequests()
+        }
+    }
+
+    private func expireRequests() {
+        let finished = state.withLockedValue { state in
+            state.requests.expire(atNanoseconds: Self.now()).map { completion in
+                state.ackCallbacks.removeValue(forKey: completion.request)
+                return (completion, state.fetchWaiters.removeValue(forKey: completion.request))
+            }
+        }
+        for (completion, waiter) in finished { waiter?.resume(returning: completion) }
+    }
+
+    private func heartbeatTick() {
+        let finished = state.withLockedValue { state -> [(ClusterRequestTracker.Completion, CheckedContinuation<ClusterRequestTracker.Completion, Never>?)] in
+            var finished: [(ClusterRequestTracker.Completion, CheckedContinuation<ClusterRequestTracker.Completion, Never>?)] = []
+            let now = Self.now()
+            state.duplicates.forgetSilentOrigins(atNanoseconds: now)
+            // With our own connection down, silence proves nothing about the others.
+            guard state.outbox.isConnected else { return finished }
+            for node in state.membership.expire(atNanoseconds: now) {
+                for completion in state.requests.nodeLeft(node) {
+                    finished.append((completion, state.fetchWaiters.removeValue(forKey: completion.request)))
+                }
+            }
+            return finished
+        }
+        for (completion, waiter) in finished { waiter?.resume(returning: completion) }
+        if state.withLockedValue({ $0.outbox.isConnected }) { send(.heartbeat(isInitial: false)) }
+    }
+
+    // MARK: Sending
+
+    /// Encodes and queues one message: published now if connected, otherwise held in order.
+    private func send(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil) {
+        let job = state.withLockedValue { state -> PublishJob? in
+            state.lastSequence += 1
+            let body = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: state.lastSequence, namespace: namespace.name, payload: payload))
+            let outgoing = replyQueue.map { Outgoing(body: body, exchange: "", routingKeys: [$0]) }
+                ?? Outgoing(body: body, exchange: exchangeName, routingKeys: routingKeys)
+            switch state.outbox.enqueue(outgoing, nowNanoseconds: Self.now()) {
+            case .publish(let item, let number):
+                return PublishJob(outgoing: item, publishNumber: number, epoch: state.epoch)
+            case .held:
+                return nil
+            case .heldDroppingOldest, .rejected:
+                logger.warning("cluster outbox full; message dropped", metadata: ["overflow": "\(state.outbox.overflowCount)", "policy": "\(options.outboxOverflowPolicy)"])
+                return nil
+            }
+        }
+        if let job { publishJobs.yield(job) }
+    }
+
+    /// One publisher per adapter, publishing in outbox order and waiting for each confirm:
+    /// concurrent publishes from separate tasks could overtake each other.
+    private func runPublisher(on channel: AMQPChannel) async {
+        for await job in publishJobStream {
+            guard state.withLockedValue({ $0.epoch == job.epoch && $0.outbox.isConnected }) else { continue }
+            var properties = AMQPBasicProperties(deliveryMode: 2)
+            if job.outgoing.routingKeys.count > 1 {
+                // Sender-selected distribution: one copy per queue however many keys match.
+                properties.headers = ["CC": .array(job.outgoing.routingKeys.dropFirst().map { .longString($0) })]
+            }
+            do {
+                try await channel.publish(job.outgoing.body, exchange: job.outgoing.exchange, routingKey: job.outgoing.routingKeys[0], properties: properties)
+                let now = Self.now()
+                state.withLockedValue { state in
+                    guard state.epoch == job.epoch else { return }
+                    for entry in state.outbox.confirm(publishNumber: job.publishNumber, multiple: false) {
+                        let latency = now &- entry.enqueuedAtNanoseconds
+                        state.metrics.published += 1
+                        state.metrics.publishLatencyTotalNanoseconds &+= latency
+                        state.metrics.publishLatencyMaxNanoseconds = max(state.metrics.publishLatencyMaxNanoseconds, latency)
+                    }
+                }
+            } catch AMQPError.publishNacked {
+                state.withLockedValue { state in
+                    state.metrics.publishFailures += 1
+                    if state.epoch == job.epoch { state.outbox.reject(publishNumber: job.publishNumber, multiple: false) }
+                }
+            } catch {
+                // Connection lost or not connected: everything unconfirmed waits for recovery.
+                let lost = state.withLockedValue { state -> Bool in
+                    state.metrics.publishFailures += 1
+                    guard state.epoch == job.epoch, state.outbox.isConnected else { return false }
+                    state.outbox.connectionLost()
+                    state.epoch += 1
+                    return true
+                }
+                if lost { cluster.readinessMayHaveChanged() }
+            }
+        }
+    }
+
+    private func runBindingChanges(on channel: AMQPChannel) async {
+        for await change in bindingChangeStream {
+            do {
+                switch change {
+                case .bind(let key): try await channel.queueBind(queue: queueName, exchange: exchangeName, routingKey: key)
+                case .unbind(let key): try await channel.queueUnbind(queue: queueName, exchange: exchangeName, routingKey: key)
+                }
+            } catch {
+                // While the broker is away the change is lost here, but recovery re-declares
+                // the bindings the client recorded, and `RoomBindingTracker` is the truth
+                // re-applied in `brokerConnectionRecovered`.
+                logger.warning("room binding change failed", metadata: ["change": "\(change)", "error": "\(error)"])
+            }
+        }
+    }
+
+    func brokerConnectionLost() {
+        state.withLockedValue { state in
+            guard state.outbox.isConnected else { return }
+            state.outbox.connectionLost()
+            state.epoch += 1
+        }
+    }
+
+    func brokerConnectionRecovered() {
+        let replay = state.withLockedValue { state -> (jobs: [PublishJob], rooms: [String])? in
+            guard state.isConsuming, !state.isClosed else { return nil }
+            if state.outbox.isConnected {
+                state.outbox.connectionLost()
+            }
+            state.epoch += 1
+            state.membership.refreshAll(atNanoseconds: Self.now())
+            let epoch = state.epoch
+            let jobs = state.outbox.connectionRestored().map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: epoch) }
+            return (jobs, state.roomBindings.boundRoutingKeys)
+        }
+        guard let replay else { return }
+        logger.info("replaying held cluster messages", metadata: ["count": "\(replay.jobs.count)", "namespace": "\(namespace.name)"])
+        for job in replay.jobs { publishJobs.yield(job) }
+        if options.roomAwareRouting {
+            for key in replay.rooms where key != RoomRoutingKeys.everyNode { bindingChanges.yield(.bind(routingKey: key)) }
+        }
+        send(.heartbeat(isInitial: true))
+    }
+
+    // MARK: Receiving
+
+    func received(_ body: ByteBuffer) {
+        let message: ClusterMessage
+        do {
+            message = try ClusterMessageCodec.decode(body)
+        } catch {
+            state.withLockedValue { $0.metrics.undecodable += 1 }
+            logger.warning("undecodable cluster message dropped", metadata: ["error": "\(error)"])
+            return
+        }
+        // A node never re-handles its own messages (its queue is bound to the same keys).
+        guard message.origin != cluster.nodeID, message.namespace == namespace.name else { return }
+        let accepted = state.withLockedValue { state -> Bool in
+            let now = Self.now()
+            guard state.duplicates.accept(origin: message.origin, sequence: message.sequence, atNanoseconds: now) else { return false }
+            state.metrics.received += 1
+            if case .broadcast = message.payload { state.metrics.receivedBroadcasts += 1 }
+            if case .adapterClose = message.payload {
+                state.membership.remove(message.origin)
+            } else {
+                state.membership.heard(from: message.origin, atNanoseconds: now)
+            }
+            return true
+        }
+        guard accepted else { return }
+        handle(message)
+    }
+
+    private func handle(_ message: ClusterMessage) {
+        let origin = message.origin
+        let replyQueue = "\(options.exchangePrefix)#\(namespace.name)#\(origin)"
+        switch message.payload {
+        case .heartbeat(let isInitial):
+            if isInitial { send(.heartbeat(isInitial: false)) }
+        case .adapterClose:
+            let finished = state.withLockedValue { state in
+                state.duplicates.forget(origin: origin)
+                return state.requests.nodeLeft(origin).map { ($0, state.fetchWaiters.removeValue(forKey: $0.request)) }
+            }
+            for (completion, waiter) in finished { waiter?.resume(returning: completion) }
+        case .broadcast(let selection, _, let packet, nil):
+            namespace.deliver(packet.messages, to: localRecipients(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)))
+        case .broadcast(let selection, let flags, let encoded, let request?):
+            guard let packet = Self.decodePacket(encoded) else { return }
+            let options = BroadcastOptions(rooms: Set(selection.rooms), except: Set(selection.exceptRooms), flags: BroadcastFlags(volatile: flags.isVolatile, local: true))
+            local.broadcastWithAck(packet, options: options, clientCount: { [weak self] count in
+                self?.send(.broadcastClientCount(request: request, clientCount: UInt32(clamping: count)), toQueue: replyQueue)
+            }, ack: { [weak self] socketId, args in
+                let reply = EncodedPacket(messages: SocketIOPacketEncoder.encode(.event(socketId, args)))
+                self?.send(.broadcastAck(request: request, packet: reply), toQueue: replyQueue)
+            })
+        case .socketsJoin(let selection, let rooms):
+            local.addSockets(BroadcastOptions(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)), rooms: Set(rooms))
+        case .socketsLeave(let selection, let rooms):
+            local.delSockets(BroadcastOptions(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)), rooms: Set(rooms))
+        case .disconnectSockets(let selection, let close):
+            local.disconnectSockets(BroadcastOptions(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)), close: close)
+        case .fetchSockets(let request, let selection):
+            Task { [weak self] in
+                guard let self else { return }
+                let sockets = (try? await self.local.fetchSockets(BroadcastOptions(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)))) ?? []
+                let records = sockets.map { socket in
+                    RemoteSocketRecord(id: socket.id, handshake: Self.handshakeJSON(socket.handshake).jsonBuffer(), rooms: socket.rooms.sorted(), data: socket.data.jsonBuffer())
+                }
+                self.send(.fetchSocketsResponse(request: request, sockets: records), toQueue: replyQueue)
+            }
+        case .serverSideEmit(let request, let packet):
+            guard let args = Self.decodeArguments(packet) else { return }
+            let ack = request.map { request in
+                SocketIOAcknowledgement { [weak self] answer in
+                    let reply = EncodedPacket(messages: SocketIOPacketEncoder.encode(SocketIOPacket(type: .event, data: .array(answer))))
+                    self?.send(.serverSideEmitResponse(request: request, packet: reply), toQueue: replyQueue)
+                }
+            }
+            namespace.handleServerSideEmit(args, ack: ack)
+        case .recoverablePacket, .sessionRecord, .streamProbe:
+            // Recovery-stream records never travel through node queues.
+            break
+        case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck:
+            let outcome = state.withLockedValue { state -> (ClusterRequestTracker.ResponseOutcome, CheckedContinuation<ClusterRequestTracker.Completion, Never>?, (clientCount: @Sendable (Int) -> Void, ack: @Sendable (String, [JSONValue]) -> Void)?) in
+                let outcome = state.requests.receive(message.payload, from: origin)
+                switch outcome {
+                case .completed(let completion): return (outcome, state.fetchWaiters.removeValue(forKey: completion.request), nil)
+                case .clientCount, .ack:
+                    let request: ClusterRequestID
+                    switch message.payload {
+                    case .broadcastClientCount(let id, _), .broadcastAck(let id, _): request = id
+                    default: return (outcome, nil, nil)
+                    }
+                    return (outcome, nil, state.ackCallbacks[request])
+                default: return (outcome, nil, nil)
+                }
+            }
+            switch outcome.0 {
+            case .completed(let completion): outcome.1?.resume(returning: completion)
+            case .clientCount(let count): outcome.2?.clientCount(Int(count))
+            case .ack(let packet):
+                if let decoded = Self.decodePacket(packet), let socketId = decoded.eventName { outcome.2?.ack(socketId, decoded.arguments) }
+            default: break
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    static func now() -> UInt64 { UInt64(NIODeadline.now().uptimeNanoseconds) }
+
+    static func decodePacket(_ encoded: EncodedPacket) -> SocketIOPacket? {
+        var decoder = SocketIOPacketDecoder(maxAttachments: max(encoded.messages.count, 1))
+        var packet: SocketIOPacket?
+        for message in encoded.messages {
+            do {
+                if let decoded = try decoder.decode(message) { packet = decoded }
+            } catch {
+                return nil
+            }
+        }
+        return packet
+    }
+
+    /// The event array of a packet (event name first).
+    static func decodeArguments(_ encoded: EncodedPacket) -> [JSONValue]? {
+        decodePacket(encoded)?.data?.arrayValue
+    }
+
+    static func handshakeJSON(_ handshake: SocketIOHandshake) -> JSONValue {
+        .object(JSONObject([
+            ("headers", .object(JSONObject(handshake.headers.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) }))),
+            ("query", .object(JSONObject(handshake.query.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) }))),
+            ("auth", handshake.auth),
+            ("address", .string(handshake.address)),
+            ("secure", .bool(handshake.secure)),
+            ("url", .string(handshake.url)),
+            ("issued", .number(String(handshake.issued))),
+            ("time", .string(handshake.time)),
+        ]))
+    }
+
+    static func handshake(from json: JSONValue) -> SocketIOHandshake {
+        func strings(_ value: JSONValue?) -> [String: String] {
+            var result: [String: String] = [:]
+            for (key, value) in value?.objectValue?.members ?? [] { result[key] = value.stringValue ?? "" }
+            return result
+        }
+        return SocketIOHandshake(
+            headers: strings(json["headers"]), query: strings(json["query"]), auth: json["auth"] ?? .object(JSONObject()),
+            address: json["address"]?.stringValue ?? "", secure: json["secure"]?.boolValue ?? false, url: json["url"]?.stringValue ?? "",
+            issued: Int64(json["issued"]?.intValue ?? 0), time: json["time"]?.stringValue ?? "")
+    }
+}

@@ -1,0 +1,259 @@
+"""Three Socket.IO nodes clustered over RabbitMQ, driven by python-socketio clients."""
+import signal
+import time
+
+import pytest
+
+from conftest import Client, list_queues, rabbitmq, wait_until
+
+
+def _payloads(client, event="broadcast"):
+    return [args[0] for args in client.received(event)]
+
+
+def _settle():
+    # Extra deliveries (duplicates) would arrive within this after the expected ones.
+    time.sleep(0.7)
+
+
+def test_broadcast_to_all_from_each_node_reaches_every_client_exactly_once(cluster, clients):
+    everyone = [clients(node) for node in cluster for _ in range(2)]
+    for index, node in enumerate(cluster):
+        assert everyone[index * 2].call("broadcast", {"payload": {"from": node.name}}) is True
+    expected = sorted(node.name for node in cluster)
+    assert wait_until(lambda: all(len(_payloads(c)) >= 3 for c in everyone), 10)
+    _settle()
+    for client in everyone:
+        assert sorted(p["from"] for p in _payloads(client)) == expected, client.node.name
+
+
+def test_broadcast_to_room_with_except_from_each_node(cluster, clients):
+    a1, b1, c1 = (clients(node) for node in cluster)
+    a2, b2, c2 = (clients(node) for node in cluster)
+    for member in (a1, b1, c1):
+        assert member.call("join", "r") == "r"
+    assert c1.call("join", "muted") == "muted"
+    for sender, tag in ((a2, "from-a"), (b2, "from-b"), (c2, "from-c")):
+        assert sender.call("broadcast", {"room": "r", "except": "muted", "payload": tag}) is True
+    assert wait_until(lambda: len(_payloads(a1)) >= 3 and len(_payloads(b1)) >= 3, 10)
+    _settle()
+    assert sorted(_payloads(a1)) == ["from-a", "from-b", "from-c"]
+    assert sorted(_payloads(b1)) == ["from-a", "from-b", "from-c"]
+    assert _payloads(c1) == [], "excepted room must not receive"
+    for outsider in (a2, b2, c2):
+        assert _payloads(outsider) == []
+    # The same room without except reaches the third member too, once.
+    assert a2.call("broadcast", {"room": "r", "payload": "all-members"}) is True
+    assert wait_until(lambda: "all-members" in _payloads(c1), 10)
+    _settle()
+    for member in (a1, b1, c1):
+        assert _payloads(member).count("all-members") == 1
+
+
+def test_broadcast_with_ack_counts_every_client_on_every_node(cluster, clients):
+    everyone = []
+    for node in cluster:
+        for _ in range(2):
+            client = clients(node)
+            client.sio.on("ack-request", lambda *args, c=client: f"ok-{c.node.name}")
+            everyone.append(client)
+    result = everyone[0].call("broadcast-with-ack", {"payload": "ping", "timeout_ms": 3000})
+    assert result["complete"] is True
+    assert sorted(result["responses"]) == ["ok-a", "ok-a", "ok-b", "ok-b", "ok-c", "ok-c"]
+
+
+def test_server_side_emit_with_acks_answers_from_every_other_node(cluster, clients):
+    asker = clients(cluster[0])
+    answers = asker.call("server-side-emit", {"payload": "hello"})
+    assert sorted(answers) == ["b:hello", "c:hello"]
+
+
+def test_fetch_sockets_returns_remote_sockets_with_rooms_and_data(cluster, clients):
+    a1, b1, c1 = (clients(node) for node in cluster)
+    clients(cluster[2])  # not in the room: must not be returned
+    for client in (a1, b1, c1):
+        assert client.call("join", "f") == "f"
+        assert client.call("set-data", {"colour": client.node.name + "-blue"}) is True
+    sockets = a1.call("fetch-sockets", {"room": "f"})
+    by_id = {s["id"]: s for s in sockets}
+    assert set(by_id) == {a1.sid, b1.sid, c1.sid}
+    for client in (a1, b1, c1):
+        entry = by_id[client.sid]
+        assert entry["node"] == client.node.name
+        assert set(entry["rooms"]) == {client.sid, "f"}
+        assert entry["data"]["colour"] == client.node.name + "-blue"
+
+
+def test_remote_join_leave_and_disconnect(cluster, clients):
+    a1 = clients(cluster[0])
+    c1 = clients(cluster[2])
+    b1 = clients(cluster[1])
+    assert a1.call("remote-join", {"target": c1.sid, "room": "x"}) is True
+    assert wait_until(lambda: "x" in (a1.call("fetch-sockets", {"room": "x"}) or [{}])[0].get("rooms", []), 5)
+    assert b1.call("broadcast", {"room": "x", "payload": "to-x"}) is True
+    assert wait_until(lambda: _payloads(c1) == ["to-x"], 10)
+    assert a1.call("remote-leave", {"target": c1.sid, "room": "x"}) is True
+    assert wait_until(lambda: a1.call("fetch-sockets", {"room": "x"}) == [], 5)
+    assert b1.call("broadcast", {"room": "x", "payload": "after-leave"}) is True
+    _settle()
+    assert _payloads(c1) == ["to-x"]
+    assert a1.call("remote-disconnect", {"target": b1.sid}) is True
+    assert wait_until(lambda: not b1.sio.connected, 10), "remote disconnect did not reach node b"
+    assert a1.sio.connected and c1.sio.connected
+
+
+def test_killed_node_costs_at_most_the_timeout_and_its_queue_expires(cluster, clients):
+    a1 = clients(cluster[0])
+    b1 = clients(cluster[1])
+    clients(cluster[2])
+    dead = cluster[2]
+    dead_queue = next(q for q in list_queues() if q.endswith(dead.node_id))
+    dead.stop(signal.SIGKILL)
+    started = time.monotonic()
+    sockets = a1.call("fetch-sockets", {"room": ""})
+    elapsed = time.monotonic() - started
+    assert elapsed < 3 + 1.5, f"fetch-sockets took {elapsed:.1f}s with a dead node (timeout 3 s)"
+    assert {s["id"] for s in sockets} >= {a1.sid, b1.sid}
+    assert wait_until(lambda: a1.call("server-count") == 2, 3 + 3), "dead node still counted"
+    started = time.monotonic()
+    sockets = a1.call("fetch-sockets", {"room": ""})
+    assert time.monotonic() - started < 1.5, "once dropped from membership the dead node is not waited for"
+    assert wait_until(lambda: dead_queue not in list_queues(), 6 + 12, interval=1), "dead node's queue never expired"
+
+
+def test_broker_restart_under_steady_traffic_loses_and_duplicates_nothing(cluster, clients):
+    observers = [clients(node) for node in cluster for _ in range(2)]
+    senders = [clients(node) for node in cluster]
+    count, interval_ms = 300, 50  # 15 s of traffic from every node
+    for sender in senders:
+        assert sender.call("start-traffic", {"count": count, "interval_ms": interval_ms}) is True
+    time.sleep(2)
+    rabbitmq("stop-app")
+    time.sleep(10)
+    rabbitmq("start-app")
+    returned = time.monotonic()
+    expected = {(node.name, seq) for node in cluster for seq in range(count)}
+
+    def seen(client):
+        return [(p["node"], p["seq"]) for p in _payloads(client, "traffic")]
+
+    done = wait_until(lambda: all(len(seen(o)) >= len(expected) for o in observers), 25)
+    recovered_after = time.monotonic() - returned
+    _settle()
+    overflow = sum(senders[0].call("metrics")["outboxOverflow"] for _ in [0])
+    for observer in observers:
+        received = seen(observer)
+        missing = expected - set(received)
+        duplicated = len(received) - len(set(received))
+        assert duplicated == 0, f"{observer.node.name}: {duplicated} duplicates"
+        assert not missing or overflow > 0, f"{observer.node.name}: {len(missing)} missing, no overflow reported"
+        # Per origin node, packets arrive in the order they were emitted.
+        for node in cluster:
+            sequence = [seq for origin, seq in received if origin == node.name]
+            assert sequence == sorted(sequence), f"{observer.node.name}: out of order from {node.name}"
+    assert done, "not every packet arrived"
+    # Traffic ends ~5 s after the broker's return; everything is through within 10 s of it.
+    assert recovered_after < 15, f"took {recovered_after:.1f}s after the broker's return"
+
+
+class RawSocketIOClient:
+    """A minimal Socket.IO v5 client over one WebSocket, enough for connection state
+    recovery (python-socketio's client does not send `pid`/`offset`)."""
+
+    def __init__(self, node, auth=None):
+        import json
+        import websocket
+
+        self.json = json
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{node.port}/socket.io/?EIO=4&transport=websocket", timeout=10)
+        assert self.ws.recv().startswith("0")  # Engine.IO open
+        self.ws.send("40" + (json.dumps(auth) if auth else ""))
+        self.events = []
+        while True:
+            packet = self._next()
+            if packet.startswith("40"):
+                self.connect_reply = json.loads(packet[2:])
+                break
+            self._record(packet)
+
+    def _next(self):
+        while True:
+            frame = self.ws.recv()
+            if frame == "2":  # Engine.IO ping
+                self.ws.send("3")
+                continue
+            return frame
+
+    def _record(self, packet):
+        if packet.startswith("42"):
+            self.events.append(self.json.loads(packet[2:]))
+
+    def read_events(self, count, timeout):
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            self.ws.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                self._record(self._next())
+            except Exception:
+                break
+        return self.events
+
+    def close(self):
+        self.ws.close()
+
+
+def test_client_missing_packets_on_one_node_recovers_them_on_another(cluster, clients):
+    node_a, node_b = cluster[0], cluster[1]
+    sender = clients(node_a)
+    raw = RawSocketIOClient(node_a)
+    sid, pid = raw.connect_reply["sid"], raw.connect_reply["pid"]
+    assert sender.call("broadcast", {"payload": "before"}) is True
+    events = raw.read_events(1, 10)
+    assert events and events[0][0] == "broadcast" and events[0][1] == "before"
+    last_offset = events[-1][-1]
+    raw.close()
+    time.sleep(0.5)
+    for index in range(50):
+        assert sender.call("broadcast", {"payload": f"missed-{index}"}) is True
+    time.sleep(0.5)
+    again = RawSocketIOClient(node_b, auth={"pid": pid, "offset": last_offset})
+    try:
+        assert again.connect_reply["sid"] == sid, "recovered sockets keep their id"
+        missed = again.read_events(50, 15)
+        assert [event[1] for event in missed] == [f"missed-{index}" for index in range(50)]
+        time.sleep(0.5)
+        again.read_events(51, 0.3)
+        assert len(again.events) == 50, "nothing more than the missed packets"
+    finally:
+        again.close()
+
+
+def _room_traffic_reaching_uninvolved_node(cluster, clients):
+    """Node a has the only member of room "solo"; b and c each broadcast 20 packets to it.
+    Returns how many of those broadcasts reached node c (which has no member)."""
+    member = clients(cluster[0])
+    assert member.call("join", "solo") == "solo"
+    time.sleep(0.3)  # the room binding (room-aware mode) is asynchronous
+    probe_c = clients(cluster[2])
+    before = probe_c.call("metrics")["receivedBroadcasts"]
+    senders = [clients(cluster[1]), clients(cluster[2])]
+    for sender in senders:
+        for index in range(20):
+            assert sender.call("broadcast", {"room": "solo", "payload": index}) is True
+    assert wait_until(lambda: len(_payloads(member)) >= 40, 10)
+    _settle()
+    assert sorted(_payloads(member)) == sorted(list(range(20)) * 2)
+    return probe_c.call("metrics")["receivedBroadcasts"] - before
+
+
+def test_without_room_aware_routing_every_node_receives_every_room_broadcast(cluster, clients):
+    reached = _room_traffic_reaching_uninvolved_node(cluster, clients)
+    print(f"\nroom broadcasts reaching an uninvolved node, fan-out routing: {reached}")
+    assert reached == 20  # b's 20 (c's own are never sent back to it)
+
+
+@pytest.mark.parametrize("cluster", [("--room-aware",)], indirect=True)
+def test_room_aware_routing_sends_room_broadcasts_only_to_member_nodes(cluster, clients):
+    reached = _room_traffic_reaching_uninvolved_node(cluster, clients)
+    print(f"\nroom broadcasts reaching an uninvolved node, room-aware routing: {reached} (saved 20 of 20)")
+    assert reached == 0
