@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "AMQPClient", targets: ["AMQPProtocol", "AMQPClient"]),
         .executable(name: "sio-conformance", targets: ["SIOConformance"]),
         .executable(name: "amqp-bench", targets: ["AMQPBench"]),
+        .executable(name: "sio-bench", targets: ["SIOBench"]),
         .library(name: "SocketIORabbitMQ", targets: ["SocketIORabbitMQ"]),
         .executable(name: "sio-cluster-node", targets: ["ClusterNode"]),
         .executable(name: "chat", targets: ["Chat"]),
@@ -98,6 +99,20 @@ let package = Package(
             ]
         ),
 
+        // MARK: Socket.IO load generator
+        .executableTarget(
+            name: "SIOBench",
+            dependencies: [
+                "EngineIO", "SocketIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+
         // MARK: Cluster adapter
         .target(
             name: "SocketIORabbitMQ",
@@ -170,5 +185,6 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "SIOBenchTests", dependencies: ["SIOBench"]),
     ]
 )

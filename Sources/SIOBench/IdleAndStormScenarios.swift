@@ -1,0 +1,133 @@
+import ArgumentParser
+import NIOCore
+
+/// Holds N connections answering pings for a while and reports how many stay up.
+struct IdleScenario: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "idle", abstract: "Hold N idle connections answering pings.")
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Connections to open.") var connections = 1000
+    @Option(name: .customLong("duration"), help: "Seconds to hold them once the ramp is done.") var durationSeconds = 30
+    @Flag(help: "Put every connection in one room. By default each has its own, so the server's join announcements (the chat's presence) stay out of an idle test.")
+    var sharedRoom = false
+
+    func run() async throws {
+        var report = BenchReport(scenario: "idle", label: common.label)
+        try checkDescriptorBudget(connections: connections, report: &report)
+        let targets = try common.targets()
+        let runtime = BenchRuntime(threads: common.threads)
+        let counters = ConnectionCounters()
+        let stats = try await runtime.makeStats(rooms: 1)
+        let before = ProcessSampler.sampleAll(common.serverPIDs)
+
+        say("idle: opening \(connections) connections to \(targets.map(\.description).joined(separator: ", "))")
+        let rampStart = NIODeadline.now()
+        let channels = await runtime.launch(
+            count: connections, perSecond: common.connectRate, maxInFlight: common.maxInFlight, targets: targets,
+            counters: counters, stats: stats
+        ) { index in
+            BenchClientOptions(index: index, room: 0, roomName: sharedRoom ? "idle" : "idle-\(index)", wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
+        }
+        await runtime.waitUntilSettled(counters, expected: connections, timeout: common.rampTimeout(count: connections))
+        let rampNanos = (NIODeadline.now() - rampStart).nanoseconds
+        let connected = counters.connected.load(ordering: .relaxed)
+        say("ramp: \(connected) connected, \(counters.failed.load(ordering: .relaxed)) failed in \(formatted(Double(rampNanos) / 1e9, digits: 2)) s")
+
+        let holdStart = ProcessSampler.sampleAll(common.serverPIDs)
+        for second in 1...max(durationSeconds, 1) {
+            try? await Task.sleep(nanoseconds: 1_000_000_000)
+            if second % 10 == 0 {
+                let alive = counters.connected.load(ordering: .relaxed) - counters.droppedAfterConnect.load(ordering: .relaxed)
+                say("  \(second) s: \(alive) up")
+            }
+        }
+        let holdEnd = ProcessSampler.sampleAll(common.serverPIDs)
+        let snapshot = await runtime.snapshot(stats, rooms: 1)
+        let dropped = counters.droppedAfterConnect.load(ordering: .relaxed)
+        let alive = connected - dropped
+
+        report.set("requested", connections)
+        report.set("connected", connected)
+        report.set("failed", counters.failed.load(ordering: .relaxed))
+        report.set("alive_at_end", alive)
+        report.set("dropped_during_hold", dropped)
+        report.set("hold_seconds", durationSeconds)
+        report.set("pings_answered", snapshot.pingsAnswered)
+        report.set("ramp_seconds", Double(rampNanos) / 1e9)
+        report.setLatency("connect", LatencySummary(snapshot.connectLatency))
+        if let before, let holdEnd {
+            let usage = ServerUsage(before: before, after: holdEnd, clockTicksPerSecond: ProcessSampler.clockTicksPerSecond)
+            report.set("server_rss_kib_before", Int(usage.residentKiBBefore))
+            report.set("server_rss_kib_after", Int(usage.residentKiBAfter))
+            report.set("server_kib_per_connection", usage.residentKiBPerConnection(connections: alive))
+            say("server RSS \(usage.residentKiBBefore) KiB -> \(usage.residentKiBAfter) KiB: \(formatted(usage.residentKiBPerConnection(connections: alive))) KiB per connection")
+        }
+        if let holdStart, let holdEnd {
+            let usage = ServerUsage(before: holdStart, after: holdEnd, clockTicksPerSecond: ProcessSampler.clockTicksPerSecond)
+            report.set("server_cpu_ms_during_hold", usage.cpuMilliseconds)
+        }
+        say("idle: \(alive) of \(connections) up after \(durationSeconds) s, \(dropped) dropped, \(snapshot.pingsAnswered) pings answered")
+        await BenchRuntime.closeAll(channels)
+        await runtime.shutdown()
+        print(report.jsonLine)
+    }
+}
+
+/// Opens connections as fast as asked and counts how many the server takes per second.
+struct ConnectStormScenario: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "connect-storm", abstract: "Open many connections at a target rate; connections per second and failures.")
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Connections to open.") var connections = 2000
+    @Option(name: .customLong("rate"), help: "Target connection attempts per second (0 = all at once).") var attemptsPerSecond: Double = 1000
+    @Flag(help: "Put every connection in one room. By default each has its own, so join announcements do not grow with the crowd.")
+    var sharedRoom = false
+
+    func run() async throws {
+        var report = BenchReport(scenario: "connect-storm", label: common.label)
+        try checkDescriptorBudget(connections: connections, report: &report)
+        let targets = try common.targets()
+        let runtime = BenchRuntime(threads: common.threads)
+        let counters = ConnectionCounters()
+        let stats = try await runtime.makeStats(rooms: 1)
+        let before = ProcessSampler.sampleAll(common.serverPIDs)
+
+        say("connect-storm: \(connections) connections at \(formatted(attemptsPerSecond, digits: 0))/s")
+        let start = NIODeadline.now()
+        let channels = await runtime.launch(
+            count: connections, perSecond: attemptsPerSecond, maxInFlight: connections, targets: targets,
+            counters: counters, stats: stats
+        ) { index in
+            BenchClientOptions(index: index, room: 0, roomName: sharedRoom ? "storm" : "storm-\(index)", wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
+        }
+        let attemptsDone = NIODeadline.now()
+        await runtime.waitUntilSettled(counters, expected: connections, timeout: common.connectTimeout + .seconds(5))
+        let settled = NIODeadline.now()
+        let after = ProcessSampler.sampleAll(common.serverPIDs)
+        let snapshot = await runtime.snapshot(stats, rooms: 1)
+        let connected = counters.connected.load(ordering: .relaxed)
+        let failed = counters.failed.load(ordering: .relaxed)
+        let elapsed = (settled - start).nanoseconds
+        let achieved = DeliveryMath.rate(connected, overNanos: UInt64(max(elapsed, 0)))
+
+        report.set("requested", connections)
+        report.set("target_rate_per_s", attemptsPerSecond)
+        report.set("attempt_seconds", Double((attemptsDone - start).nanoseconds) / 1e9)
+        report.set("connected", connected)
+        report.set("failed", failed)
+        report.set("unsettled", max(connections - connected - failed, 0))
+        report.set("elapsed_seconds", Double(elapsed) / 1e9)
+        report.set("connections_per_s", achieved)
+        report.setLatency("connect", LatencySummary(snapshot.connectLatency))
+        if let before, let after {
+            let usage = ServerUsage(before: before, after: after, clockTicksPerSecond: ProcessSampler.clockTicksPerSecond)
+            report.set("server_cpu_ms", usage.cpuMilliseconds)
+            report.set("server_cpu_ms_per_connection", connected > 0 ? usage.cpuMilliseconds / Double(connected) : nil)
+        }
+        let summary = LatencySummary(snapshot.connectLatency)
+        say("connect-storm: \(connected) connected, \(failed) failed in \(formatted(Double(elapsed) / 1e9, digits: 2)) s = \(formatted(achieved, digits: 0)) connections/s; connect p50 \(formatted(summary.p50Ms)) ms p99 \(formatted(summary.p99Ms)) ms")
+        await BenchRuntime.closeAll(channels)
+        await runtime.shutdown()
+        print(report.jsonLine)
+    }
+}
