@@ -284,7 +284,8 @@ private let websocket = "/engine.io/?EIO=4&transport=websocket"
 
 @Suite(.serialized) struct UpgradeTests {
     @Test func pollingToWebSocketUpgrade() async throws {
-        try await withTestServer { server, port, delegate in
+        // Long heartbeat: this test checks exact polling bodies, which a ping would join.
+        try await withTestServer(configure: { $0.pingInterval = .seconds(10) }) { server, port, delegate in
             let sid = try await openPollingSession(port: port)
             _ = try await TestHTTP.request(port: port, method: .POST, uri: poll + "&sid=\(sid)", body: "4queued")
             let socket = try await TestWebSocket.connect(port: port, uri: websocket + "&sid=\(sid)")
