@@ -6,10 +6,10 @@ import NIOWebSocket
 /// one packet per frame out. It either opens a new session (a plain `transport=websocket`
 /// handshake) or serves as the upgrade probe of an existing polling session.
 ///
-/// Writes: the first send of an event-loop tick on an idle connection is written and
-/// flushed at once. Everything sent later in that tick, or while that write is still
-/// pending, waits and goes out in ONE flush `minimumFlushGap` after the tick (the
-/// reference server's writable/drain rhythm). So a lone message has no added latency, a
+/// Writes: a send on an idle connection is written and flushed at once. When that send
+/// is a reply made while reading, everything else sent before the read completes waits;
+/// so does everything sent while a write is still pending. What waits goes out in ONE
+/// flush `minimumFlushGap` later (the reference server's writable/drain rhythm). So a lone message has no added latency, a
 /// burst costs two flushes, and a client that stops reading only grows the waiting queue,
 /// bounded by `maxOutboundBufferBytes` (then `.slowClient`). Clients rely on this rhythm:
 /// the official suite expects a CONNECT reply and the event sent in the same tick right
@@ -34,7 +34,9 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     private var closing = false
     private var flushInFlight = false
     private var flushScheduled = false
-    /// True from a flush until the end of its event-loop tick.
+    /// Inside channelRead...channelReadComplete (sends made then are replies to this read).
+    private var readInProgress = false
+    /// A reply was flushed during the current read; more sends wait for the read to end.
     private var burstOpen = false
     private let minimumFlushGap: TimeAmount
     /// Packets sent while a flush was in flight; they go out together when it completes.
@@ -77,6 +79,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        readInProgress = true
         if frame.length > maxPayload {
             session?.endpoint.logger.info("closing WebSocket: message over maxPayload", metadata: ["bytes": "\(frame.length)"])
             sendCloseAndClose(context: context, code: .messageTooLarge)
@@ -102,6 +105,13 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         default:
             break
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        readInProgress = false
+        burstOpen = false
+        scheduleWaitingFlush()
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -139,7 +149,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     private func enqueue(_ packets: [EnginePacket], context: ChannelHandlerContext) {
         guard !closing, !packets.isEmpty else { return }
-        if !flushInFlight && !burstOpen && !flushScheduled && waitingPackets.isEmpty {
+        if !flushInFlight && !flushScheduled && waitingPackets.isEmpty && !burstOpen {
             writeAndFlush(packets, context: context)
             return
         }
@@ -150,23 +160,21 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             waitingBytes = 0
             toSession { $0.webSocketOverflowed($1) }
             sendCloseAndClose(context: context, code: .policyViolation)
+            return
         }
+        scheduleWaitingFlush()
     }
 
-    /// Writes and flushes `packets`, opening a burst: whatever is sent in the rest of this
-    /// event-loop tick waits, and goes out in one flush `minimumFlushGap` after the tick.
+    /// Writes and flushes `packets`. When this happens while reading (a reply), it opens a
+    /// burst: whatever else is sent before `channelReadComplete` waits, and goes out in one
+    /// flush `minimumFlushGap` later.
     private func writeAndFlush(_ packets: [EnginePacket], context: ChannelHandlerContext) {
         flushInFlight = true
-        burstOpen = true
+        if readInProgress { burstOpen = true }
         for packet in packets.dropLast() {
             context.write(wrapOutboundOut(frame(for: packet, context: context)), promise: nil)
         }
         let lastWritten = context.writeAndFlush(wrapOutboundOut(frame(for: packets.last!, context: context)))
-        let isolatedLoop = context.eventLoop.assumeIsolated()
-        isolatedLoop.execute {
-            self.burstOpen = false
-            self.scheduleWaitingFlush()
-        }
         // A client that stops reading keeps this write pending; then everything else
         // piles up in `waitingPackets`, which is bounded.
         lastWritten.assumeIsolated().whenComplete { result in
@@ -177,7 +185,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     private func scheduleWaitingFlush() {
-        guard !flushInFlight, !burstOpen, !flushScheduled, !closing, !waitingPackets.isEmpty,
+        guard !flushInFlight, !flushScheduled, !burstOpen, !closing, !waitingPackets.isEmpty,
             let context = self.context
         else { return }
         flushScheduled = true
