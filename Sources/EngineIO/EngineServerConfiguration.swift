@@ -57,9 +57,10 @@ public struct EngineServerConfiguration: Sendable {
     /// Bytes that may wait to be written to one client. A client that lets more pile up is
     /// closed with `EngineCloseReason.slowClient`, so one stalled reader cannot grow memory.
     public var maxOutboundBufferBytes: Int = 1 << 20
-    /// After a WebSocket flush, frames sent within this interval are batched into the next
-    /// flush instead of going out one by one. Keeps consecutive messages in separate TCP
-    /// reads for clients that need it (the official suite) and batches bursts.
+    /// When several messages are sent to one WebSocket in the same event-loop tick, the
+    /// first goes out at once and the rest together this long after the tick. Keeps a
+    /// reply and what follows it in separate TCP reads (which the official suite's client
+    /// needs) at the cost of this delay for the rest of a burst.
     public var webSocketMinimumFlushGap: TimeAmount = .milliseconds(1)
     /// TCP accept backlog: connections the kernel queues before the server accepts them.
     public var maxPendingConnections: Int = 1024

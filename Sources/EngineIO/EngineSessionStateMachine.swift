@@ -132,6 +132,7 @@ public struct EngineSessionStateMachine: Sendable {
     }
 
     private mutating func enqueue(_ packets: [EnginePacket]) -> Action {
+        guard !packets.isEmpty else { return .none }
         switch state {
         case .awaitingFinalPoll, .closed:
             return .none

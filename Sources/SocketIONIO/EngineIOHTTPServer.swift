@@ -145,7 +145,7 @@ public final class EngineIOHTTPServer: Sendable {
                     ))
                     try sync.addHandler(EngineWebSocketHandler(
                         role: role, channelLoop: channel.eventLoop, outboundBudget: budget,
-                        minimumFlushGap: endpoint.configuration.webSocketMinimumFlushGap
+                        minimumFlushGap: endpoint.configuration.webSocketMinimumFlushGap, maxPayload: limit
                     ))
                 }
             }

@@ -6,14 +6,15 @@ import NIOWebSocket
 /// one packet per frame out. It either opens a new session (a plain `transport=websocket`
 /// handshake) or serves as the upgrade probe of an existing polling session.
 ///
-/// Writes: on an idle connection packets are written and flushed at once. After a flush,
-/// everything sent until it completes and `minimumFlushGap` has passed waits and then goes
-/// out in ONE flush (like the reference server's writable/drain rhythm). So an idle
-/// connection has no added latency, a busy one batches, and a client that stops reading
-/// only grows the waiting queue, which is bounded by `maxOutboundBufferBytes` (then
-/// `.slowClient`). Clients also rely on this rhythm: the official suite expects a CONNECT
-/// reply and the event sent right after it in separate TCP reads (node `ws` emits all
-/// frames of one read synchronously, before the test can listen for the second).
+/// Writes: a send on an idle connection is written and flushed at once. When that send
+/// is a reply made while reading, everything else sent before the read completes waits;
+/// so does everything sent while a write is still pending. What waits goes out in ONE
+/// flush `minimumFlushGap` later (the reference server's writable/drain rhythm). So a lone message has no added latency, a
+/// burst costs two flushes, and a client that stops reading only grows the waiting queue,
+/// bounded by `maxOutboundBufferBytes` (then `.slowClient`). Clients rely on this rhythm:
+/// the official suite expects a CONNECT reply and the event sent in the same tick right
+/// after it in separate TCP reads (node `ws` emits all frames of one read synchronously,
+/// before the test can listen for the second).
 ///
 /// Sendable because its mutable state is touched only on the channel's loop: the session
 /// (which may live on another loop) calls `sendFromSession`/`closeFromSession`, which hop.
@@ -33,16 +34,20 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     private var closing = false
     private var flushInFlight = false
     private var flushScheduled = false
-    /// No new flush starts before this: a burst right after a flush is batched into the
-    /// next one instead of trickling out frame by frame.
-    private var quietUntil = NIODeadline.uptimeNanoseconds(0)
+    /// Inside channelRead...channelReadComplete (sends made then are replies to this read).
+    private var readInProgress = false
+    /// A reply was flushed during the current read; more sends wait for the read to end.
+    private var burstOpen = false
     private let minimumFlushGap: TimeAmount
     /// Packets sent while a flush was in flight; they go out together when it completes.
     private var waitingPackets: [EnginePacket] = []
     private var waitingBytes = 0
     private let outboundBudget: Int
+    /// The endpoint's limit; the shared frame decoder only knows the largest of all endpoints.
+    private let maxPayload: Int
 
-    init(role: Role, channelLoop: any EventLoop, outboundBudget: Int, minimumFlushGap: TimeAmount) {
+    init(role: Role, channelLoop: any EventLoop, outboundBudget: Int, minimumFlushGap: TimeAmount, maxPayload: Int) {
+        self.maxPayload = maxPayload
         self.role = role
         self.channelLoop = channelLoop
         self.outboundBudget = max(outboundBudget, 1)
@@ -55,9 +60,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         case .handshake(let endpoint, let request):
             let session = endpoint.createSession(transport: .websocket, on: context.eventLoop, handshake: request)
             self.session = session
-            // The open packet starts no quiet window: the client's first request, which
-            // may come back within the gap, must not be batched with what follows it.
-            writeAndFlush([session.openPacket], context: context, startQuietWindow: false)
+            enqueue([session.openPacket], context: context)
             session.opened(webSocket: self)
         case .probe(let session):
             self.session = session
@@ -76,6 +79,12 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        readInProgress = true
+        if frame.length > maxPayload {
+            session?.endpoint.logger.info("closing WebSocket: message over maxPayload", metadata: ["bytes": "\(frame.length)"])
+            sendCloseAndClose(context: context, code: .messageTooLarge)
+            return
+        }
         switch frame.opcode {
         case .text:
             do {
@@ -96,6 +105,13 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         default:
             break
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        readInProgress = false
+        burstOpen = false
+        scheduleWaitingFlush()
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -133,7 +149,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     private func enqueue(_ packets: [EnginePacket], context: ChannelHandlerContext) {
         guard !closing, !packets.isEmpty else { return }
-        if !flushInFlight && waitingPackets.isEmpty && NIODeadline.now() >= quietUntil {
+        if !flushInFlight && !flushScheduled && waitingPackets.isEmpty && !burstOpen {
             writeAndFlush(packets, context: context)
             return
         }
@@ -146,26 +162,32 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             sendCloseAndClose(context: context, code: .policyViolation)
             return
         }
-        if !flushInFlight { scheduleWaitingFlush(context: context) }
+        scheduleWaitingFlush()
     }
 
-    private func writeAndFlush(_ packets: [EnginePacket], context: ChannelHandlerContext, startQuietWindow: Bool = true) {
+    /// Writes and flushes `packets`. When this happens while reading (a reply), it opens a
+    /// burst: whatever else is sent before `channelReadComplete` waits, and goes out in one
+    /// flush `minimumFlushGap` later.
+    private func writeAndFlush(_ packets: [EnginePacket], context: ChannelHandlerContext) {
         flushInFlight = true
-        if startQuietWindow { quietUntil = NIODeadline.now() + minimumFlushGap }
+        if readInProgress { burstOpen = true }
         for packet in packets.dropLast() {
             context.write(wrapOutboundOut(frame(for: packet, context: context)), promise: nil)
         }
         let lastWritten = context.writeAndFlush(wrapOutboundOut(frame(for: packets.last!, context: context)))
+        // A client that stops reading keeps this write pending; then everything else
+        // piles up in `waitingPackets`, which is bounded.
         lastWritten.assumeIsolated().whenComplete { result in
             self.flushInFlight = false
-            guard case .success = result, !self.waitingPackets.isEmpty else { return }
-            self.scheduleWaitingFlush(context: context)
+            guard case .success = result else { return }
+            self.scheduleWaitingFlush()
         }
     }
 
-    /// Flushes the waiting packets at `quietUntil` (at once if that has passed), once.
-    private func scheduleWaitingFlush(context: ChannelHandlerContext) {
-        guard !flushScheduled else { return }
+    private func scheduleWaitingFlush() {
+        guard !flushInFlight, !flushScheduled, !burstOpen, !closing, !waitingPackets.isEmpty,
+            let context = self.context
+        else { return }
         flushScheduled = true
         let flushWaiting = {
             self.flushScheduled = false
@@ -175,11 +197,10 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             self.waitingBytes = 0
             self.writeAndFlush(batch, context: context)
         }
-        let isolated = context.eventLoop.assumeIsolated()
-        if NIODeadline.now() >= quietUntil {
-            isolated.execute(flushWaiting)
+        if minimumFlushGap <= .zero {
+            context.eventLoop.assumeIsolated().execute(flushWaiting)
         } else {
-            isolated.scheduleTask(deadline: quietUntil, flushWaiting)
+            context.eventLoop.assumeIsolated().scheduleTask(in: minimumFlushGap, flushWaiting)
         }
     }
 

@@ -168,6 +168,7 @@ private func close(
         var machine = Machine(transport: .polling, maxOutboundBytes: 1000, pingInterval: .milliseconds(300),
                               pingTimeout: .milliseconds(200), now: start)
         _ = machine.pingIntervalElapsed()
+        #expect(machine.pollRequestArrived(now: start + .milliseconds(305)) == .answerPoll([.ping]))
         #expect(machine.receivedPacket(.pong, from: .polling, now: start + .milliseconds(310)) == .heartbeatAcknowledged)
         // next ping due at 610 ms, its pong at 810 ms
         #expect(machine.pollRequestArrived(now: start + .milliseconds(800)) == .parkPoll)
