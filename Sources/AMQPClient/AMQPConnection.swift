@@ -47,12 +47,14 @@ public final class AMQPConnection: Sendable {
                 return connection
             } catch let error as AMQPError {
                 lastError = error
-                if case .authenticationFailed = error { throw error }
+                if case .authenticationFailed = error { break }
             } catch {
                 lastError = .connectFailed(endpoint: "\(endpoint)", reason: "\(error)")
             }
         }
-        throw lastError
+        let failure = lastError
+        try? await eventLoop.submit { core.finishForGood(error: failure) }.get()
+        throw failure
     }
 
     private init(core: ConnectionCore, configuration: AMQPConnectionConfiguration, logger: Logger) {
@@ -167,7 +169,9 @@ public final class AMQPConnection: Sendable {
         do {
             socket = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
         } catch {
-            throw AMQPError.connectFailed(endpoint: "\(endpoint)", reason: "\(error)")
+            let failure = AMQPError.connectFailed(endpoint: "\(endpoint)", reason: "\(error)")
+            established.fail(failure)
+            throw failure
         }
         // A broker that accepts TCP but never finishes the handshake must not hang us.
         let handshakeTimeout = core.eventLoop.scheduleTask(in: .seconds(Int64(max(1, timeout.components.seconds)))) {
