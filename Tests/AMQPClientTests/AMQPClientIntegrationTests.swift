@@ -206,6 +206,41 @@ final class AMQPClientIntegrationTests: XCTestCase {
         try await connection.close()
     }
 
+    func testReturnsWithoutConfirmsAndExchangeToExchangeBinding() async throws {
+        let connection = try await connect(name: "it-returns")
+        let channel = try await connection.openChannel()
+        let returns = channel.returnedMessages()
+        let source = uniqueName("it-src")
+        let destination = uniqueName("it-dst")
+        try await channel.exchangeDeclare(source, type: "direct", autoDelete: true)
+        try await channel.exchangeDeclare(destination, type: "fanout", autoDelete: true)
+        try await channel.exchangeBind(destination: destination, source: source, routingKey: "routed")
+        let queue = try await channel.queueDeclare("", exclusive: true).queue
+        try await channel.queueBind(queue: queue, exchange: destination)
+
+        try await channel.publish("via e2e", exchange: source, routingKey: "routed", mandatory: true)
+        try await channel.publish("bounced", exchange: source, routingKey: "unrouted", mandatory: true)
+        let returned = try await withTimeout(seconds: 5) { () -> AMQPReturnedMessage? in
+            for await message in returns { return message }
+            return nil
+        }
+        XCTAssertEqual(returned.map { String(buffer: $0.body) }, "bounced")
+        XCTAssertEqual(returned?.reason.kind, .noRoute)
+        XCTAssertEqual(returned?.routingKey, "unrouted")
+        let delivered = try await withTimeout(seconds: 5) { () -> AMQPMessage? in
+            while true {
+                if let message = try await channel.get(queue: queue, noAck: true) { return message }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        XCTAssertEqual(delivered?.bodyString, "via e2e")
+        XCTAssertEqual(delivered?.exchange, source)
+        try await channel.exchangeUnbind(destination: destination, source: source, routingKey: "routed")
+        try await channel.exchangeDelete(destination)
+        try await channel.exchangeDelete(source)
+        try await connection.close()
+    }
+
     func testBrokerSideConsumerCancelEndsTheSequenceWithTypedError() async throws {
         let connection = try await connect(name: "it-cancel")
         let channel = try await connection.openChannel()
