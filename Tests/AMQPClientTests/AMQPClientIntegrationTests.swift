@@ -241,6 +241,39 @@ final class AMQPClientIntegrationTests: XCTestCase {
         try await connection.close()
     }
 
+    func testSlowConsumerPausesSocketReadsAndResumesWithoutLoss() async throws {
+        let publisherConnection = try await connect(name: "it-slow-pub")
+        let consumerConnection = try await connect(name: "it-slow-sub")
+        let publisher = try await publisherConnection.openChannel()
+        let queue = uniqueName("it-slow")
+        try await publisher.queueDeclare(queue, autoDelete: true)
+        let channel = try await consumerConnection.openChannel()
+        // No prefetch limit and a tiny client buffer: only the socket pause keeps memory bounded.
+        let consumer = try await channel.consume(queue: queue, noAck: true, bufferHighWatermark: 8)
+        try await publisher.confirmSelect()
+        let total = 2000
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<total {
+                group.addTask { try await publisher.publish("\(index)", routingKey: queue) }
+            }
+            try await group.waitForAll()
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        var seen = Set<String>()
+        try await withTimeout(seconds: 30) {
+            var seenInside = Set<String>()
+            for try await message in consumer {
+                seenInside.insert(message.bodyString)
+                if seenInside.count % 200 == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                if seenInside.count == total { break }
+            }
+            return seenInside
+        }.forEach { seen.insert($0) }
+        XCTAssertEqual(seen.count, total)
+        try await publisherConnection.close()
+        try await consumerConnection.close()
+    }
+
     func testBrokerSideConsumerCancelEndsTheSequenceWithTypedError() async throws {
         let connection = try await connect(name: "it-cancel")
         let channel = try await connection.openChannel()
