@@ -52,9 +52,9 @@ public final class AMQPConnection: Sendable {
                 lastError = .connectFailed(endpoint: "\(endpoint)", reason: "\(error)")
             }
         }
-        // This core never got a socket: complete what it would have completed on close.
-        try? await eventLoop.submit { core.closedPromise.succeed(()) }.get()
-        throw lastError
+        let failure = lastError
+        try? await eventLoop.submit { core.finishForGood(error: failure) }.get()
+        throw failure
     }
 
     private init(core: ConnectionCore, configuration: AMQPConnectionConfiguration, logger: Logger) {
@@ -170,7 +170,6 @@ public final class AMQPConnection: Sendable {
             socket = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
         } catch {
             let failure = AMQPError.connectFailed(endpoint: "\(endpoint)", reason: "\(error)")
-            // Nobody will wait on the handshake of a socket that never opened.
             established.fail(failure)
             throw failure
         }

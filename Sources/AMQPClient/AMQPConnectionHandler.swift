@@ -166,7 +166,13 @@ final class AMQPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
                 fail(.protocolViolation("content frame on channel 0"))
                 return
             }
-            guard isOpen else {
+            switch stateMachine.state {
+            case .open:
+                break
+            case .closing, .closed:
+                // Deliveries still in flight after our connection.close: the spec says discard them.
+                return
+            case .idle, .awaitingStart, .awaitingTune, .awaitingOpenOk:
                 fail(.protocolViolation("frame for channel \(channel) before connection.open-ok"))
                 return
             }

@@ -93,6 +93,7 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
     var stateObservers: [Int: AsyncStream<AMQPConnectionState>.Continuation] = [:]
     var nextObserverID = 0
     var closedPromise: EventLoopPromise<Void>
+    private var didFinish = false
     private var consumersHoldingReads = 0
     private var sinksWithBatches: [ConsumerSink] = []
 
@@ -164,6 +165,8 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
     }
 
     func finishForGood(error: AMQPError? = nil) {
+        guard !didFinish else { return }
+        didFinish = true
         phase = .closed
         for channel in channels.values {
             channel.terminalError = channel.terminalError ?? .connectionClosed

@@ -45,9 +45,13 @@ echo "== swift amqp-bench"
 echo "== aio-pika"
 .venv-bench/bin/python bench/amqp/aio_pika_bench.py "${COMMON[@]}" | tee "$OUT/aio-pika.txt"
 
+echo "== codec only"
+"$BENCH_BIN" --codec-only --messages 1000000 --size "$SIZE" | tee "$OUT/codec.txt"
+
 tail -n 1 "$OUT/swift.txt" > "$OUT/swift.json"
+tail -n 1 "$OUT/codec.txt" > "$OUT/codec.json"
 tail -n 1 "$OUT/aio-pika.txt" > "$OUT/aio-pika.json"
 .venv-bench/bin/python bench/amqp/write_results.py \
-    --swift "$OUT/swift.json" --python "$OUT/aio-pika.json" \
+    --swift "$OUT/swift.json" --python "$OUT/aio-pika.json" --codec "$OUT/codec.json" \
     --command "bench/amqp/run.sh ${COMMON[*]}" \
     --doc docs/BENCHMARKS.md

@@ -51,7 +51,7 @@ def rabbitmq_version():
     return out.splitlines()[-1] if out else "unknown"
 
 
-def render(swift, python, command):
+def render(swift, python, command, codec=None, notes=()):
     lines = [START, "## AMQP client: amqp-bench (Swift) vs aio-pika", ""]
     lines.append(f"Measured {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
                  f"on {machine_summary()}; RabbitMQ {rabbitmq_version()}, "
@@ -76,6 +76,15 @@ def render(swift, python, command):
         lines.append(f"| {label} | {a} | {b} | {ratio} |")
     lines.append("")
     lines.append("Throughput ratios above 1 and latency ratios below 1 favour the Swift client.")
+    if codec:
+        lines.append("")
+        lines.append(f"Codec alone (`amqp-bench --codec-only --messages {codec['messages']} --size {codec['size']}`, "
+                     f"no broker, CPU time of one process): encode basic.publish + header + body "
+                     f"{codec['encode_per_s']:,.0f} messages per CPU-second, decode basic.deliver + header + body "
+                     f"{codec['decode_per_s']:,.0f} per CPU-second.")
+    for note in notes:
+        lines.append("")
+        lines.append(note)
     lines.append(END)
     return "\n".join(lines)
 
@@ -86,12 +95,18 @@ def main():
     parser.add_argument("--python", required=True)
     parser.add_argument("--command", default="bench/amqp/run.sh")
     parser.add_argument("--doc", default="docs/BENCHMARKS.md")
+    parser.add_argument("--codec", help="JSON line of amqp-bench --codec-only")
+    parser.add_argument("--note", action="append", default=[], help="extra paragraph (repeatable)")
     args = parser.parse_args()
     with open(args.swift) as fh:
         swift = json.load(fh)
     with open(args.python) as fh:
         python = json.load(fh)
-    section = render(swift, python, args.command)
+    codec = None
+    if args.codec:
+        with open(args.codec) as fh:
+            codec = json.load(fh)
+    section = render(swift, python, args.command, codec, args.note)
 
     existing = ""
     if os.path.exists(args.doc):

@@ -1,0 +1,522 @@
+import AMQPProtocol
+import Foundation
+import Logging
+import NIOCore
+import XCTest
+@testable import AMQPClient
+
+/// Against a real RabbitMQ. Run with
+/// `AMQP_URL=amqp://guest:guest@127.0.0.1:5672 swift test --filter AMQPClientIntegration`
+/// (start the broker with `scripts/rabbitmq start`).
+final class AMQPClientIntegrationTests: XCTestCase {
+    private var url: String!
+    private let logger: Logger = {
+        var logger = Logger(label: "amqp-it")
+        logger.logLevel = ProcessInfo.processInfo.environment["AMQP_LOG"] == "debug" ? .debug : .warning
+        return logger
+    }()
+
+    override func setUpWithError() throws {
+        guard let url = ProcessInfo.processInfo.environment["AMQP_URL"], !url.isEmpty else {
+            throw XCTSkip("AMQP_URL is not set: run `scripts/rabbitmq start` and `AMQP_URL=amqp://guest:guest@127.0.0.1:5672 swift test --filter AMQPClientIntegration`")
+        }
+        self.url = url
+    }
+
+    private func connect(name: String, recovery: Bool = true) async throws -> AMQPConnection {
+        var config = try AMQPConnectionConfiguration(url: url)
+        config.connectionName = name
+        config.recovery = .init(isEnabled: recovery, initialDelay: .milliseconds(100), maximumDelay: .seconds(1))
+        return try await AMQPConnection.connect(config, logger: logger)
+    }
+
+    private func uniqueName(_ prefix: String) -> String {
+        "\(prefix)-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    // MARK: Throughput and volume
+
+    func testPublishAndConsume100000ConfirmedMessagesNoneMissing() async throws {
+        let total = 100_000
+        let publisherConnection = try await connect(name: "it-publisher")
+        let consumerConnection = try await connect(name: "it-consumer")
+        let queue = uniqueName("it-100k")
+        let setup = try await publisherConnection.openChannel()
+        try await setup.queueDeclare(queue, autoDelete: false)
+
+        let consumerChannel = try await consumerConnection.openChannel()
+        try await consumerChannel.basicQos(prefetchCount: 2000)
+        let consumer = try await consumerChannel.consume(queue: queue)
+        let received = Task { () throws -> Int in
+            var seen = [Bool](repeating: false, count: total)
+            var distinct = 0
+            for try await message in consumer {
+                let index = message.body.getInteger(at: message.body.readerIndex, as: UInt32.self).map(Int.init) ?? -1
+                if index >= 0, index < total, !seen[index] {
+                    seen[index] = true
+                    distinct += 1
+                }
+                // Ack every 100th with `multiple` to keep ack traffic low.
+                if distinct % 100 == 0 || distinct == total { try await message.ack(multiple: true) }
+                if distinct == total { break }
+            }
+            return distinct
+        }
+
+        let channel = try await publisherConnection.openChannel()
+        try await channel.confirmSelect()
+        let started = ContinuousClock.now
+        let workers = Int(ProcessInfo.processInfo.environment["AMQP_IT_WORKERS"] ?? "") ?? 256
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<workers {
+                group.addTask {
+                    var body = ByteBuffer()
+                    for index in stride(from: worker, to: total, by: workers) {
+                        body.clear()
+                        body.writeInteger(UInt32(index))
+                        body.writeString("payload-of-a-chat-message")
+                        try await channel.publish(body, routingKey: queue)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let publishSeconds = (ContinuousClock.now - started).seconds
+        let distinct = try await withTimeout(seconds: 60) { try await received.value }
+        let totalSeconds = (ContinuousClock.now - started).seconds
+        XCTAssertEqual(distinct, total)
+        print("[amqp-it] 100k confirmed publishes in \(String(format: "%.2f", publishSeconds)) s = \(Int(Double(total) / publishSeconds)) msg/s; all consumed after \(String(format: "%.2f", totalSeconds)) s")
+
+        try await setup.queueDelete(queue)
+        try await publisherConnection.close()
+        try await consumerConnection.close()
+    }
+
+    func testTenMebibyteMessageIsSplitAndReassembled() async throws {
+        let connection = try await connect(name: "it-10mib")
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare("", exclusive: true).queue
+        try await channel.confirmSelect()
+        // Filler plus a distinct marker every 4 KiB, so a lost, repeated or reordered frame shows.
+        var body = ByteBuffer(repeating: UInt8(ascii: "a"), count: 10 * 1024 * 1024)
+        for block in 0..<(body.readableBytes / 4096) { body.setInteger(UInt32(block), at: block * 4096) }
+        XCTAssertEqual(body.readableBytes, 10 * 1024 * 1024)
+        let started = ContinuousClock.now
+        try await channel.publish(body, routingKey: queue)
+        let message = try await withTimeout(seconds: 20) {
+            while true {
+                if let message = try await channel.get(queue: queue, noAck: true) { return message }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        print("[amqp-it] 10 MiB message confirmed and fetched back in \(String(format: "%.2f", (ContinuousClock.now - started).seconds)) s")
+        XCTAssertEqual(message.body.readableBytes, body.readableBytes)
+        XCTAssertTrue(message.body == body, "body differs after reassembly")
+        try await connection.close()
+    }
+
+    func testHundredChannelsAtOnce() async throws {
+        let connection = try await connect(name: "it-100ch")
+        let channels = try await withThrowingTaskGroup(of: AMQPChannel.self) { group in
+            for _ in 0..<100 { group.addTask { try await connection.openChannel() } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        XCTAssertEqual(Set(channels.map(\.id)).count, 100)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for channel in channels {
+                group.addTask {
+                    let queue = try await channel.queueDeclare("", exclusive: true).queue
+                    try await channel.confirmSelect()
+                    try await channel.publish("hello from \(channel.id)", routingKey: queue)
+                    let message = try await channel.get(queue: queue, noAck: true)
+                    XCTAssertEqual(message?.bodyString, "hello from \(channel.id)")
+                    try await channel.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await connection.close()
+    }
+
+    // MARK: Errors
+
+    func testConflictingDeclareIsTyped406AndConnectionLivesOn() async throws {
+        let connection = try await connect(name: "it-406")
+        let first = try await connection.openChannel()
+        let queue = uniqueName("it-406")
+        try await first.queueDeclare(queue, durable: false, autoDelete: true)
+        let second = try await connection.openChannel()
+        do {
+            try await second.queueDeclare(queue, durable: true, autoDelete: true)
+            XCTFail("conflicting declare succeeded")
+        } catch let error as AMQPError {
+            XCTAssertEqual(error.closeReason?.kind, .preconditionFailed, "\(error)")
+            XCTAssertEqual(error.closeReason?.replyCode, 406)
+            XCTAssertTrue(error.closeReason?.replyText.contains("durable") ?? false, "\(error)")
+            guard case .channelClosedByBroker = error else { return XCTFail("\(error)") }
+        }
+        // Only that channel is gone.
+        do {
+            try await second.queuePurge(queue)
+            XCTFail("closed channel still answered")
+        } catch {}
+        let stillConnected = await connection.isConnected
+        XCTAssertTrue(stillConnected)
+        try await first.queuePurge(queue)
+        let third = try await connection.openChannel()
+        do {
+            try await third.queueDeclare(uniqueName("missing"), passive: true)
+            XCTFail("passive declare of a missing queue succeeded")
+        } catch let error as AMQPError {
+            XCTAssertEqual(error.closeReason?.kind, .notFound)
+        }
+        try await first.queueDelete(queue)
+        try await connection.close()
+    }
+
+    func testWrongPasswordFailsClearlyWithinOneSecond() async throws {
+        var config = try AMQPConnectionConfiguration(url: url)
+        config.password = "definitely-wrong"
+        let started = ContinuousClock.now
+        do {
+            _ = try await AMQPConnection.connect(config, logger: logger)
+            XCTFail("connected with a wrong password")
+        } catch let error as AMQPError {
+            guard case .authenticationFailed(let text) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(text.contains("ACCESS_REFUSED") || text.contains("authentication"), text)
+        }
+        XCTAssertLessThan((ContinuousClock.now - started).seconds, 1.0)
+    }
+
+    func testMandatoryUnroutablePublishThrowsInConfirmMode() async throws {
+        let connection = try await connect(name: "it-return")
+        let channel = try await connection.openChannel()
+        let exchange = uniqueName("it-nowhere")
+        try await channel.exchangeDeclare(exchange, type: "direct", autoDelete: true)
+        try await channel.confirmSelect()
+        do {
+            try await channel.publish("lost", exchange: exchange, routingKey: "no-binding", mandatory: true)
+            XCTFail("unroutable mandatory publish was confirmed")
+        } catch AMQPError.unroutable(let reason) {
+            XCTAssertEqual(reason.kind, .noRoute)
+        }
+        // Not mandatory: confirmed (dropped by the broker, as asked).
+        try await channel.publish("dropped", exchange: exchange, routingKey: "no-binding")
+        try await channel.exchangeDelete(exchange)
+        try await connection.close()
+    }
+
+    func testReturnsWithoutConfirmsAndExchangeToExchangeBinding() async throws {
+        let connection = try await connect(name: "it-returns")
+        let channel = try await connection.openChannel()
+        let returns = channel.returnedMessages()
+        let source = uniqueName("it-src")
+        let destination = uniqueName("it-dst")
+        try await channel.exchangeDeclare(source, type: "direct", autoDelete: true)
+        try await channel.exchangeDeclare(destination, type: "fanout", autoDelete: true)
+        try await channel.exchangeBind(destination: destination, source: source, routingKey: "routed")
+        let queue = try await channel.queueDeclare("", exclusive: true).queue
+        try await channel.queueBind(queue: queue, exchange: destination)
+
+        try await channel.publish("via e2e", exchange: source, routingKey: "routed", mandatory: true)
+        try await channel.publish("bounced", exchange: source, routingKey: "unrouted", mandatory: true)
+        let returned = try await withTimeout(seconds: 5) { () -> AMQPReturnedMessage? in
+            for await message in returns { return message }
+            return nil
+        }
+        XCTAssertEqual(returned.map { String(buffer: $0.body) }, "bounced")
+        XCTAssertEqual(returned?.reason.kind, .noRoute)
+        XCTAssertEqual(returned?.routingKey, "unrouted")
+        let delivered = try await withTimeout(seconds: 5) { () -> AMQPMessage? in
+            while true {
+                if let message = try await channel.get(queue: queue, noAck: true) { return message }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        XCTAssertEqual(delivered?.bodyString, "via e2e")
+        XCTAssertEqual(delivered?.exchange, source)
+        try await channel.exchangeUnbind(destination: destination, source: source, routingKey: "routed")
+        try await channel.exchangeDelete(destination)
+        try await channel.exchangeDelete(source)
+        try await connection.close()
+    }
+
+    func testSlowConsumerPausesSocketReadsAndResumesWithoutLoss() async throws {
+        let publisherConnection = try await connect(name: "it-slow-pub")
+        let consumerConnection = try await connect(name: "it-slow-sub")
+        let publisher = try await publisherConnection.openChannel()
+        let queue = uniqueName("it-slow")
+        try await publisher.queueDeclare(queue, autoDelete: true)
+        let channel = try await consumerConnection.openChannel()
+        // No prefetch limit and a tiny client buffer: only the socket pause keeps memory bounded.
+        let consumer = try await channel.consume(queue: queue, noAck: true, bufferHighWatermark: 8)
+        try await publisher.confirmSelect()
+        let total = 2000
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<total {
+                group.addTask { try await publisher.publish("\(index)", routingKey: queue) }
+            }
+            try await group.waitForAll()
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        var seen = Set<String>()
+        try await withTimeout(seconds: 30) {
+            var seenInside = Set<String>()
+            for try await message in consumer {
+                seenInside.insert(message.bodyString)
+                if seenInside.count % 200 == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                if seenInside.count == total { break }
+            }
+            return seenInside
+        }.forEach { seen.insert($0) }
+        XCTAssertEqual(seen.count, total)
+        try await publisherConnection.close()
+        try await consumerConnection.close()
+    }
+
+    func testBrokerSideConsumerCancelEndsTheSequenceWithTypedError() async throws {
+        let connection = try await connect(name: "it-cancel")
+        let channel = try await connection.openChannel()
+        let queue = uniqueName("it-cancel")
+        try await channel.queueDeclare(queue)
+        let consumer = try await channel.consume(queue: queue)
+        let other = try await connection.openChannel()
+        try await other.queueDelete(queue)
+        do {
+            for try await _ in consumer {}
+            XCTFail("sequence ended without error")
+        } catch AMQPError.consumerCancelledByBroker(let tag) {
+            XCTAssertEqual(tag, consumer.consumerTag)
+        }
+        try await connection.close()
+    }
+
+    // MARK: Recovery
+
+    func testBrokerRestartRecoversAndEveryConfirmedMessageArrives() async throws {
+        let publisherConnection = try await connect(name: "it-recovery-pub")
+        let consumerConnection = try await connect(name: "it-recovery-sub")
+        let publisherStates = StateRecorder(publisherConnection.stateChanges)
+        let consumerStates = StateRecorder(consumerConnection.stateChanges)
+
+        let exchange = "it-recovery-x"
+        let queue = "it-recovery-q"
+        let admin = try await publisherConnection.openChannel()
+        try? await admin.queueDelete(queue)
+        let consumerChannel = try await consumerConnection.openChannel()
+        try await consumerChannel.basicQos(prefetchCount: 500)
+        // Durable queue + persistent messages: what the broker confirmed survives its restart.
+        try await consumerChannel.exchangeDeclare(exchange, type: "direct", durable: true)
+        try await consumerChannel.queueDeclare(queue, durable: true)
+        try await consumerChannel.queueBind(queue: queue, exchange: exchange, routingKey: "k")
+        // And a server-named exclusive queue on a fanout: recovery must give it a new name and rebind it.
+        let fanout = "it-recovery-fanout"
+        try await consumerChannel.exchangeDeclare(fanout, type: "fanout")
+        let serverNamed = try await consumerChannel.queueDeclare("", exclusive: true).queue
+        try await consumerChannel.queueBind(queue: serverNamed, exchange: fanout)
+        let markerConsumer = try await consumerChannel.consume(queue: serverNamed, noAck: true)
+        let consumer = try await consumerChannel.consume(queue: queue)
+
+        let received = ReceivedSet()
+        let consumeTask = Task {
+            for try await message in consumer {
+                await received.insert(Int(message.body.getInteger(at: message.body.readerIndex, as: UInt32.self) ?? 0))
+                do { try await message.ack() } catch AMQPError.staleDelivery {
+                    // Redelivered after recovery; counted once by the set.
+                }
+            }
+        }
+
+        let channel = try await publisherConnection.openChannel()
+        try await channel.confirmSelect()
+        let outcomes = PublishOutcomes()
+        let stopPublishing = ManagedFlag()
+        let persistent = AMQPBasicProperties(deliveryMode: 2)
+        let publishers = (0..<16).map { worker in
+            Task {
+                var index = worker
+                // Bounded: at most 40 s or 400k messages per run.
+                let deadline = ContinuousClock.now + .seconds(40)
+                while !stopPublishing.isSet, ContinuousClock.now < deadline, index < 400_000 {
+                    var body = ByteBuffer()
+                    body.writeInteger(UInt32(index))
+                    do {
+                        try await channel.publish(body, exchange: exchange, routingKey: "k", properties: persistent)
+                        await outcomes.confirmed(index)
+                    } catch {
+                        let error = error as? AMQPError ?? .protocolViolation("untyped error: \(error)")
+                        await outcomes.failed(error)
+                        if case .notConnected = error { try? await Task.sleep(for: .milliseconds(20)) }
+                    }
+                    index += 16
+                }
+            }
+        }
+
+        try await Task.sleep(for: .seconds(1))
+        let confirmedBefore = await outcomes.confirmedCount
+        XCTAssertGreaterThan(confirmedBefore, 0)
+        try rabbitmq("stop-app")
+        try await Task.sleep(for: .seconds(1))
+        try rabbitmq("start-app")
+
+        try await withTimeout(seconds: 30) {
+            await publisherStates.wait(for: .recovered)
+            await consumerStates.wait(for: .recovered)
+        }
+        // Traffic after recovery reaches the redeclared topology.
+        try await Task.sleep(for: .seconds(1))
+        stopPublishing.set()
+        for publisher in publishers { await publisher.value }
+
+        let marker = try await publisherConnection.openChannel()
+        try await marker.publish("after-recovery", exchange: fanout, routingKey: "")
+        let markerMessage = try await withTimeout(seconds: 10) { () -> AMQPMessage? in
+            for try await message in markerConsumer { return message }
+            return nil
+        }
+        XCTAssertEqual(markerMessage?.bodyString, "after-recovery")
+
+        let confirmed = await outcomes.confirmedSet
+        try await withTimeout(seconds: 30) {
+            while await !received.containsAll(confirmed) { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let missing = await received.missing(from: confirmed)
+        XCTAssertTrue(missing.isEmpty, "\(missing.count) confirmed messages never arrived")
+        let failures = await outcomes.failures
+        XCTAssertGreaterThan(failures.values.reduce(0, +), 0, "the outage must surface as publish errors")
+        print("[amqp-it] recovery: \(confirmed.count) confirmed (\(confirmedBefore) before the outage), all received; failed publishes by error: \(failures)")
+        let states = await publisherStates.states
+        XCTAssertTrue(states.contains { if case .disconnected = $0 { return true } else { return false } }, "\(states)")
+        XCTAssertTrue(states.contains { if case .recovering = $0 { return true } else { return false } }, "\(states)")
+
+        consumeTask.cancel()
+        try await admin.queueDelete(queue)
+        try await admin.exchangeDelete(exchange)
+        try await admin.exchangeDelete(fanout)
+        try await publisherConnection.close()
+        try await consumerConnection.close()
+    }
+
+    func testPublishWhileDisconnectedThrowsPromptly() async throws {
+        var config = try AMQPConnectionConfiguration(url: url)
+        config.recovery = .init(isEnabled: true, initialDelay: .seconds(30), maximumDelay: .seconds(30))
+        let connection = try await AMQPConnection.connect(config, logger: logger)
+        let states = StateRecorder(connection.stateChanges)
+        let channel = try await connection.openChannel()
+        // Kill the socket from the broker side by closing this connection's underlying channel.
+        try await connection.core.eventLoop.submit { connection.core.socket?.close(promise: nil) }.get()
+        try await withTimeout(seconds: 5) { await states.wait(for: .recovering(attempt: 1)) }
+        let started = ContinuousClock.now
+        do {
+            try await channel.publish("x", routingKey: "nowhere")
+            XCTFail("publish succeeded while disconnected")
+        } catch AMQPError.notConnected {}
+        XCTAssertLessThan((ContinuousClock.now - started).seconds, 0.5)
+        try await connection.close()
+    }
+
+    // MARK: Helpers
+
+    /// Uses scripts/rabbitmq from this checkout, or rabbitmqctl directly when the script is not beside us.
+    private func rabbitmq(_ command: String) throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/rabbitmq").path
+        let commands: [[String]]
+        if FileManager.default.fileExists(atPath: script) {
+            commands = [["/bin/bash", script, command]]
+        } else {
+            let ctl = command == "stop-app" ? "stop_app" : "start_app"
+            commands = [["/usr/sbin/rabbitmqctl", "-q", ctl]]
+                + (command == "start-app" ? [["/usr/sbin/rabbitmqctl", "-q", "await_startup"]] : [])
+        }
+        for arguments in commands {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: arguments[0])
+            process.arguments = Array(arguments.dropFirst())
+            try process.run()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0, "\(arguments.joined(separator: " ")) failed")
+        }
+    }
+}
+
+// MARK: Test support
+
+struct TimeoutError: Error {}
+
+func withTimeout<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            throw TimeoutError()
+        }
+        let result = try await group.next()!
+        group.cancelAll()
+        return result
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+actor StateRecorder {
+    private(set) var states: [AMQPConnectionState] = []
+    private var waiters: [(AMQPConnectionState, CheckedContinuation<Void, Never>)] = []
+
+    init(_ stream: AsyncStream<AMQPConnectionState>) {
+        Task { [weak self] in
+            for await state in stream {
+                guard let self else { return }
+                await self.append(state)
+            }
+        }
+    }
+
+    private func append(_ state: AMQPConnectionState) {
+        states.append(state)
+        let ready = waiters.filter { $0.0 == state }
+        waiters.removeAll { $0.0 == state }
+        for (_, continuation) in ready { continuation.resume() }
+    }
+
+    func wait(for state: AMQPConnectionState) async {
+        if states.contains(state) { return }
+        await withCheckedContinuation { waiters.append((state, $0)) }
+    }
+}
+
+actor ReceivedSet {
+    private var values = Set<Int>()
+    func insert(_ value: Int) { values.insert(value) }
+    func containsAll(_ other: Set<Int>) -> Bool { other.isSubset(of: values) }
+    func missing(from other: Set<Int>) -> Set<Int> { other.subtracting(values) }
+}
+
+actor PublishOutcomes {
+    private(set) var confirmedSet = Set<Int>()
+    private(set) var failures: [String: Int] = [:]
+    var confirmedCount: Int { confirmedSet.count }
+    func confirmed(_ index: Int) { confirmedSet.insert(index) }
+    func failed(_ error: AMQPError) {
+        let key: String
+        switch error {
+        case .notConnected: key = "notConnected"
+        case .connectionLost: key = "connectionLost"
+        case .connectionClosedByBroker: key = "connectionClosedByBroker"
+        case .channelClosed: key = "channelClosed"
+        default: key = "\(error)"
+        }
+        failures[key, default: 0] += 1
+    }
+}
+
+final class ManagedFlag: @unchecked Sendable {
+    // Guarded by `lock`; tiny helper for tests only.
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
