@@ -78,6 +78,17 @@ class Client:
         self.events = []
         self.lock = threading.Lock()
         self.sio = socketio.Client(reconnection=False)
+        # python-engineio hands every incoming message to a new thread, so handlers may
+        # run out of arrival order. Order is what some tests check: handle messages on
+        # the reading thread instead (nothing here blocks in a handler).
+        deliver = self.sio.eio._trigger_event
+
+        def in_arrival_order(event, *args, **kwargs):
+            if event == "message":
+                kwargs["run_async"] = False
+            return deliver(event, *args, **kwargs)
+
+        self.sio.eio._trigger_event = in_arrival_order
         self.sio.on("*", self._record)
         self.sio.connect(node.url, transports=["websocket"], auth=auth, wait_timeout=10)
 
