@@ -15,7 +15,7 @@ extension JSONValue {
             return
         }
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]  // deterministic key order for Codable types
         let data: Data
         do {
             data = try encoder.encode(value)
