@@ -104,6 +104,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
 
     // MARK: Lifecycle
 
+    /// Deliveries acknowledged together (see `start`).
+    static let ackBatch = 32
+
     public func start() async throws {
         let publish = try await cluster.connection.openChannel()
         try await publish.confirmSelect()
@@ -123,7 +126,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 "x-max-length-bytes": .int64(Int64(options.recoveryStreamMaxLengthBytes)),
             ])
         }
-        let consumer = try await consume.consume(queue: queueName, noAck: true, exclusive: true)
+        // Manual acks: a message the broker handed over but this node had not handled when its
+        // connection died is redelivered after recovery (the duplicate filter drops copies).
+        let consumer = try await consume.consume(queue: queueName, noAck: false, exclusive: true)
         channels.withLockedValue { $0 = (publish, consume) }
         let replay = state.withLockedValue { state in
             state.isConsuming = true
@@ -136,7 +141,14 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         let started: [Task<Void, Never>] = [
             Task { [weak self] in
                 do {
-                    for try await message in consumer { self?.received(message.body) }
+                    var handled = 0
+                    for try await message in consumer {
+                        self?.received(message.body)
+                        handled += 1
+                        // One ack per batch (multiple: true) keeps the broker round trips low;
+                        // the prefetch window (512) is far above the batch.
+                        if handled % Self.ackBatch == 0 { try? await message.ack(multiple: true) }
+                    }
                 } catch {
                     self?.logger.error("cluster consumer ended", metadata: ["error": "\(error)"])
                 }

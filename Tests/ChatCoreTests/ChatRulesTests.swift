@@ -55,8 +55,8 @@ final class ChatRulesTests: XCTestCase {
     }
 
     func testIsoDatesLookLikeJavaScripts() {
-        let date = Date(timeIntervalSince1970: 1_795_743_350.123)
-        XCTAssertEqual(ChatClock.isoString(date), "2026-11-27T01:35:50.123Z")
+        let date = Date(timeIntervalSince1970: 1_795_743_350.25)
+        XCTAssertEqual(ChatClock.isoString(date), "2026-11-27T01:35:50.250Z")
     }
 }
 

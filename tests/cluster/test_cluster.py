@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from conftest import Client, list_queues, rabbitmq, wait_until
+from .conftest import Client, list_queues, rabbitmq, wait_until
 
 
 def _payloads(client, event="broadcast"):
