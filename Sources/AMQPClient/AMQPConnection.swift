@@ -299,6 +299,9 @@ public final class AMQPConnection: Sendable {
             do {
                 return try await rpc(method, on: recoveryChannel)
             } catch AMQPError.channelClosedByBroker(let reason) {
+                // Right after a broker restart its queues may not be up yet: try the whole
+                // recovery again later rather than lose the queue and its consumers for good.
+                if reason.isTransientUnavailability { throw AMQPError.connectionLost("\(what) not available yet: \(reason)") }
                 // One bad entity (e.g. now conflicting) must not stop the rest; log and go on.
                 logger.error("could not recover \(what)", metadata: ["reason": "\(reason)"])
                 recoveryChannel = try await openRecoveryChannel()
@@ -338,6 +341,9 @@ public final class AMQPConnection: Sendable {
             do {
                 _ = try await rpc(.basicConsume(consume), on: channel)
             } catch AMQPError.channelClosedByBroker(let reason) {
+                if reason.isTransientUnavailability {
+                    throw AMQPError.connectionLost("consumer \(consumer.consumerTag) not available yet: \(reason)")
+                }
                 logger.error("could not recover consumer", metadata: ["tag": "\(consumer.consumerTag)", "reason": "\(reason)"])
             }
         }

@@ -13,6 +13,13 @@ public struct AMQPCloseReason: Sendable, Hashable, CustomStringConvertible {
         self.methodID = methodID
     }
 
+    /// RabbitMQ answers 404 "home node ... is down or inaccessible" for a durable queue (or
+    /// stream) whose process has not started yet, as happens for a few seconds after the
+    /// broker comes back. Recovery retries on this instead of giving the queue up.
+    public var isTransientUnavailability: Bool {
+        replyCode == 404 && replyText.contains("down or inaccessible")
+    }
+
     /// The spec's name for the reply code, so callers can switch instead of comparing numbers.
     public var kind: Kind { Kind(rawValue: replyCode) ?? .other }
 

@@ -129,6 +129,8 @@ final class BroadcastTests: XCTestCase {
         io.to("red").disconnectSockets()
         try await assertEqual(try await a.nextText(), "1")
         XCTAssertNil(a.closeReason)
+        // The other red socket may live on the other event loop: wait until it is gone too.
+        try await assertEqual(try await clients[1].0.nextText(), "1")
         try await assertEqual(try await io.fetchSockets().map(\.id), [cId])
 
         io.disconnectSockets(close: true)
