@@ -11,7 +11,7 @@ struct FanoutOptions: ParsableArguments {
     @Option(name: .customLong("rate"), help: "Messages per second, all senders together.") var messagesPerSecond: Double = 10
     @Option(name: .customLong("duration"), help: "Seconds of sending.") var durationSeconds = 10
     @Option(help: "Rooms the clients are spread over round-robin (1 = everyone in one room).") var rooms = 1
-    @Option(name: .customLong("drain"), help: "Most seconds to wait for deliveries after sending stops.") var drainSeconds = 5
+    @Option(name: .customLong("drain"), help: "Most seconds to wait for late deliveries after sending stops (the wait ends early after a quiet second).") var drainSeconds = 20
 }
 
 struct FanoutScenario: AsyncParsableCommand {
