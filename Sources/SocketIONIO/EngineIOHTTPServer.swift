@@ -84,6 +84,7 @@ public final class EngineIOHTTPServer: Sendable {
     /// Binds and starts accepting. Returns once the socket is listening.
     public func start() async throws {
         if serverChannel.withLockedValue({ $0 != nil }) { throw EngineIOHTTPServerError.alreadyStarted }
+        EngineMetrics.registerAll()
         var seen = Set<String>()
         for endpoint in endpoints where !seen.insert(endpoint.path).inserted {
             throw EngineIOHTTPServerError.duplicateEndpointPath(endpoint.path)

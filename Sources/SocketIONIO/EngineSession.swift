@@ -73,6 +73,7 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
 
     func send(_ messages: [EngineMessage]) {
         guard !messages.isEmpty else { return }
+        EngineMetrics.messagesSent.increment(by: Int64(messages.count))
         onLoop { $0.run($0.machine.send(messages), request: nil) }
     }
 
@@ -180,6 +181,7 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         eventLoop.assertInEventLoop()
         guard handler === webSocket else { return }
         endpoint.logger.info("closing slow client", metadata: ["sid": "\(id)"])
+        EngineMetrics.slowClientCloses.increment()
         run(machine.closeRequested(.slowClient), request: nil)
     }
 
@@ -190,6 +192,7 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         case .none:
             break
         case .deliver(let message):
+            EngineMetrics.messagesReceived.increment()
             delegate?.connection(self, didReceive: message)
         case .writeWebSocket(let packets):
             webSocket?.sendFromSession(packets)

@@ -141,6 +141,12 @@ def test_health_readiness_and_metrics(chat_node, users):
     assert broadcast_count() == before + 3
     text = requests.get(chat_node.url + "/metrics", timeout=5).text
     assert re.search(r'^chat_connections_by_transport\{transport="websocket"\} [1-9]', text, re.M), text
+    # Engine.IO traffic from the library: packets in and out, slow-client closes.
+    packets_in = re.search(r"^engineio_messages_received_total (\d+)", text, re.M)
+    packets_out = re.search(r"^engineio_messages_sent_total (\d+)", text, re.M)
+    assert packets_in and int(packets_in.group(1)) >= 3, text
+    assert packets_out and int(packets_out.group(1)) >= 6, text  # 3 acks + 3 broadcasts at least
+    assert re.search(r"^engineio_slow_client_closes_total \d+", text, re.M), text
 
 
 def test_page_and_official_client_are_served(chat_node):
