@@ -1,3 +1,5 @@
+import AMQPProtocol
+
 /// Why the broker (or we) closed a channel or a connection: the AMQP reply code and the broker's text.
 public struct AMQPCloseReason: Sendable, Hashable, CustomStringConvertible {
     public var replyCode: UInt16
@@ -20,31 +22,9 @@ public struct AMQPCloseReason: Sendable, Hashable, CustomStringConvertible {
         replyCode == 404 && replyText.contains("down or inaccessible")
     }
 
-    /// The spec's name for the reply code, so callers can switch instead of comparing numbers.
-    public var kind: Kind { Kind(rawValue: replyCode) ?? .other }
-
-    public enum Kind: UInt16, Sendable {
-        case replySuccess = 200
-        case contentTooLarge = 311
-        case noRoute = 312
-        case noConsumers = 313
-        case connectionForced = 320
-        case invalidPath = 402
-        case accessRefused = 403
-        case notFound = 404
-        case resourceLocked = 405
-        case preconditionFailed = 406
-        case frameError = 501
-        case syntaxError = 502
-        case commandInvalid = 503
-        case channelError = 504
-        case unexpectedFrame = 505
-        case resourceError = 506
-        case notAllowed = 530
-        case notImplemented = 540
-        case internalError = 541
-        case other = 0
-    }
+    /// The spec's name for the reply code, so callers can switch instead of comparing numbers;
+    /// nil for a code the spec does not define.
+    public var kind: AMQPReplyCode? { AMQPReplyCode(rawValue: replyCode) }
 
     public var description: String { "\(replyCode) \(replyText)" }
 }
