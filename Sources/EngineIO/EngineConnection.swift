@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 
 // Changes since the skeleton (all behaviour-preserving, no API change):
@@ -15,21 +16,36 @@ public struct EngineMessage: Sendable, Hashable {
     /// transports add their own framing.
     public let payload: ByteBuffer
     public let isBinary: Bool
+    /// The transport's framing of this message, made by the first connection that writes
+    /// it and reused by every other recipient of the same broadcast.
+    public let framing: EngineFramingCache
 
     public init(text: String) {
-        self.payload = ByteBuffer(string: text)
-        self.isBinary = false
+        self.init(payload: ByteBuffer(string: text), isBinary: false)
     }
 
     /// `utf8` must hold valid UTF-8 (typically JSON the caller just encoded).
     public init(textUTF8 utf8: ByteBuffer) {
-        self.payload = utf8
-        self.isBinary = false
+        self.init(payload: utf8, isBinary: false)
     }
 
     public init(binary: ByteBuffer) {
-        self.payload = binary
-        self.isBinary = true
+        self.init(payload: binary, isBinary: true)
+    }
+
+    private init(payload: ByteBuffer, isBinary: Bool) {
+        self.payload = payload
+        self.isBinary = isBinary
+        self.framing = EngineFramingCache()
+    }
+
+    public static func == (lhs: EngineMessage, rhs: EngineMessage) -> Bool {
+        lhs.isBinary == rhs.isBinary && lhs.payload == rhs.payload
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(isBinary)
+        hasher.combine(payload)
     }
 
     /// The payload as a String; only meaningful for text messages.
@@ -120,4 +136,23 @@ public protocol EngineConnectionDelegate: AnyObject, Sendable {
 /// Called on the new connection's `eventLoop`; set `connection.delegate` before returning.
 public protocol EngineServerDelegate: AnyObject, Sendable {
     func engineDidOpen(_ connection: any EngineConnection)
+}
+
+/// Holds one transport encoding of a message (for WebSocket: the whole frame, header
+/// included). Server frames are not masked, so the bytes are the same for every recipient:
+/// a broadcast to N WebSockets frames its message once instead of N times.
+public final class EngineFramingCache: Sendable {
+    private let frame = NIOLockedValueBox<ByteBuffer?>(nil)
+
+    public init() {}
+
+    /// The cached frame, or the result of `encode` (then cached).
+    public func frame(orEncode encode: () -> ByteBuffer) -> ByteBuffer {
+        frame.withLockedValue { cached in
+            if let cached { return cached }
+            let encoded = encode()
+            cached = encoded
+            return encoded
+        }
+    }
 }

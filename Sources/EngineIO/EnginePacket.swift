@@ -11,7 +11,7 @@ public enum EnginePacketType: UInt8, Sendable, Hashable, CaseIterable {
     case noop = 6
 
     /// The ASCII digit written on the wire (`"0"` ... `"6"`).
-    var wireDigit: UInt8 { UInt8(ascii: "0") + rawValue }
+    public var wireDigit: UInt8 { UInt8(ascii: "0") + rawValue }
 
     init?(wireDigit: UInt8) {
         guard wireDigit >= UInt8(ascii: "0") else { return nil }
@@ -22,10 +22,14 @@ public enum EnginePacketType: UInt8, Sendable, Hashable, CaseIterable {
 /// One Engine.IO packet. Only `message` packets can be binary; every other type carries
 /// an (often empty) text payload such as the `probe` of `2probe`.
 public struct EnginePacket: Sendable, Hashable {
-    public var type: EnginePacketType
+    // Changing what the packet says drops the shared framing, which described the old bytes.
+    public var type: EnginePacketType { didSet { framing = nil } }
     /// Text payload as UTF-8 (without the type digit), or the raw bytes of a binary message.
-    public var payload: ByteBuffer
-    public var isBinary: Bool
+    public var payload: ByteBuffer { didSet { framing = nil } }
+    public var isBinary: Bool { didSet { framing = nil } }
+    /// The framing shared by every copy of the message this packet carries; nil for
+    /// packets made by Engine.IO itself (pings, open, noop), which are framed per use.
+    public var framing: EngineFramingCache?
 
     public init(type: EnginePacketType, text: String = "") {
         self.type = type
@@ -43,6 +47,17 @@ public struct EnginePacket: Sendable, Hashable {
         self.type = .message
         self.payload = message.payload
         self.isBinary = message.isBinary
+        self.framing = message.framing
+    }
+
+    public static func == (lhs: EnginePacket, rhs: EnginePacket) -> Bool {
+        lhs.type == rhs.type && lhs.isBinary == rhs.isBinary && lhs.payload == rhs.payload
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(type)
+        hasher.combine(isBinary)
+        hasher.combine(payload)
     }
 
     public static func binaryMessage(_ bytes: ByteBuffer) -> EnginePacket {

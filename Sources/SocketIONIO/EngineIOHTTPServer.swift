@@ -141,6 +141,7 @@ public final class EngineIOHTTPServer: Sendable {
                 let budget = endpoint.configuration.maxOutboundBufferBytes
                 return channel.pipeline.removeHandler(name: EngineHTTPHandler.name).flatMapThrowing {
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(EngineFrameWriter(), position: .first)
                     try sync.addHandler(NIOWebSocketFrameAggregator(
                         minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024, maxAccumulatedFrameSize: limit
                     ))

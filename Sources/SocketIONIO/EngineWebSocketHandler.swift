@@ -6,8 +6,10 @@ import NIOWebSocket
 /// one packet per frame out. It either opens a new session (a plain `transport=websocket`
 /// handshake) or serves as the upgrade probe of an existing polling session.
 ///
-/// Writes: a send on an idle connection is written and flushed at once. When that send
-/// is a reply made while reading, everything else sent before the read completes waits;
+/// Writes: a reply (a send made while this channel is reading) on an idle connection is
+/// written and flushed at once; any other send on an idle connection is flushed at the end
+/// of the current loop tick, together with everything else the tick sends to this client.
+/// After a reply, everything else sent before the read completes waits;
 /// so does everything sent while a write is still pending. What waits goes out in ONE
 /// flush `minimumFlushGap` later (the reference server's writable/drain rhythm). So a lone message has no added latency, a
 /// burst costs two flushes, and a client that stops reading only grows the waiting queue,
@@ -30,6 +32,9 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     private let role: Role
     private let channelLoop: any EventLoop
     private var context: ChannelHandlerContext?
+    /// Where finished frames are written (see `EngineFrameWriter`); nil only in pipelines
+    /// built without it, which then frame through NIO's encoder.
+    private var frameWriterContext: ChannelHandlerContext?
     private var session: EngineSession?
     private var closing = false
     private var flushInFlight = false
@@ -56,6 +61,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.frameWriterContext = try? context.pipeline.syncOperations.context(handlerType: EngineFrameWriter.self)
         switch role {
         case .handshake(let endpoint, let request):
             let session = endpoint.createSession(transport: .websocket, on: context.eventLoop, handshake: request)
@@ -75,6 +81,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        self.frameWriterContext = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -149,7 +156,9 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     private func enqueue(_ packets: [EnginePacket], context: ChannelHandlerContext) {
         guard !closing, !packets.isEmpty else { return }
-        if !flushInFlight && !flushScheduled && waitingPackets.isEmpty && !burstOpen {
+        let idle = !flushInFlight && !flushScheduled && waitingPackets.isEmpty && !burstOpen
+        if idle && readInProgress {
+            // A reply to what this client just sent: out at once.
             writeAndFlush(packets, context: context)
             return
         }
@@ -162,6 +171,15 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             sendCloseAndClose(context: context, code: .policyViolation)
             return
         }
+        if idle {
+            // Anything else (broadcasts, emits from other channels' handlers) waits for the
+            // end of this loop tick: every message the loop sends this client before then
+            // leaves in the same flush. Under load one syscall then carries several frames;
+            // when idle the only cost is one queued task.
+            flushScheduled = true
+            context.eventLoop.assumeIsolated().execute { self.flushWaiting() }
+            return
+        }
         scheduleWaitingFlush()
     }
 
@@ -172,12 +190,14 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         flushInFlight = true
         if readInProgress { burstOpen = true }
         for packet in packets.dropLast() {
-            context.write(wrapOutboundOut(frame(for: packet, context: context)), promise: nil)
+            write(packet, context: context, promise: nil)
         }
-        let lastWritten = context.writeAndFlush(wrapOutboundOut(frame(for: packets.last!, context: context)))
+        let lastWritten = context.eventLoop.makePromise(of: Void.self)
+        write(packets.last!, context: context, promise: lastWritten)
+        (frameWriterContext ?? context).flush()
         // A client that stops reading keeps this write pending; then everything else
         // piles up in `waitingPackets`, which is bounded.
-        lastWritten.assumeIsolated().whenComplete { result in
+        lastWritten.futureResult.assumeIsolated().whenComplete { result in
             self.flushInFlight = false
             guard case .success = result else { return }
             self.scheduleWaitingFlush()
@@ -189,24 +209,30 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             let context = self.context
         else { return }
         flushScheduled = true
-        let flushWaiting = {
-            self.flushScheduled = false
-            guard !self.flushInFlight, !self.closing, !self.waitingPackets.isEmpty, let context = self.context else { return }
-            let batch = self.waitingPackets
-            self.waitingPackets = []
-            self.waitingBytes = 0
-            self.writeAndFlush(batch, context: context)
-        }
         if minimumFlushGap <= .zero {
-            context.eventLoop.assumeIsolated().execute(flushWaiting)
+            context.eventLoop.assumeIsolated().execute { self.flushWaiting() }
         } else {
-            context.eventLoop.assumeIsolated().scheduleTask(in: minimumFlushGap, flushWaiting)
+            context.eventLoop.assumeIsolated().scheduleTask(in: minimumFlushGap) { self.flushWaiting() }
         }
     }
 
-    private func frame(for packet: EnginePacket, context: ChannelHandlerContext) -> WebSocketFrame {
-        let data = EnginePacketCodec.encodeFrame(packet, allocator: context.channel.allocator)
-        return WebSocketFrame(fin: true, opcode: packet.isBinary ? .binary : .text, data: data)
+    private func flushWaiting() {
+        flushScheduled = false
+        guard !flushInFlight, !closing, !waitingPackets.isEmpty, let context else { return }
+        let batch = waitingPackets
+        waitingPackets = []
+        waitingBytes = 0
+        writeAndFlush(batch, context: context)
+    }
+
+    private func write(_ packet: EnginePacket, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        if let writer = frameWriterContext {
+            writer.write(NIOAny(EngineWebSocketFraming.frame(for: packet, allocator: context.channel.allocator)), promise: promise)
+        } else {
+            let data = EnginePacketCodec.encodeFrame(packet, allocator: context.channel.allocator)
+            let frame = WebSocketFrame(fin: true, opcode: packet.isBinary ? .binary : .text, data: data)
+            context.write(wrapOutboundOut(frame), promise: promise)
+        }
     }
 
     /// Writes what is still waiting, then the close frame, then closes the socket.
@@ -214,7 +240,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         guard !closing else { return }
         closing = true
         for packet in waitingPackets {
-            context.write(wrapOutboundOut(frame(for: packet, context: context)), promise: nil)
+            write(packet, context: context, promise: nil)
         }
         waitingPackets = []
         waitingBytes = 0
