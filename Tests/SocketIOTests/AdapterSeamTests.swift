@@ -45,6 +45,20 @@ private final class RecordingAdapter: SocketIOAdapter {
     }
     func persistSession(_ session: PersistedSession) async {}
     func restoreSession(privateId: String, offset: String) async -> RestoredSession? { nil }
+
+    /// Joins wait here until `releaseRoutes` (as a cluster adapter waits for its broker).
+    let routeWaiters = NIOLockedValueBox<[(Set<String>, CheckedContinuation<Void, Never>)]>([])
+    func waitUntilRoomsRouted(_ rooms: Set<String>) async {
+        await withCheckedContinuation { continuation in routeWaiters.withLockedValue { $0.append((rooms, continuation)) } }
+    }
+    func releaseRoutes() -> [Set<String>] {
+        let waiters = routeWaiters.withLockedValue { waiters in
+            defer { waiters.removeAll() }
+            return waiters
+        }
+        for (_, continuation) in waiters { continuation.resume() }
+        return waiters.map(\.0)
+    }
 }
 
 final class AdapterSeamTests: XCTestCase {
@@ -90,5 +104,41 @@ final class AdapterSeamTests: XCTestCase {
         io.sockets.handleServerSideEmit(["sync", "a"], ack: SocketIOAcknowledgement { args in answered.withLockedValue { $0 = args } })
         XCTAssertEqual(received.withLockedValue { $0 }, ["a"])
         XCTAssertEqual(answered.withLockedValue { $0 }, ["done"])
+    }
+
+    func testJoinAndWaitReturnsOnlyOnceTheAdapterRoutedTheRooms() async throws {
+        var configuration = SocketIOServerConfiguration()
+        let adapters = NIOLockedValueBox<[String: RecordingAdapter]>([:])
+        configuration.adapterFactory = { namespace in
+            let adapter = RecordingAdapter(namespace: namespace)
+            adapters.withLockedValue { $0[namespace.name] = adapter }
+            return adapter
+        }
+        let io = SocketIOServer(configuration)
+        let (_, sid) = try await io.connectedClient()
+        let adapter = try XCTUnwrap(adapters.withLockedValue { $0["/"] })
+        let socket = try XCTUnwrap(io.sockets.localSocket(id: sid))
+
+        let finished = NIOLockedValueBox(false)
+        let join = Task {
+            await socket.joinAndWait("r1", "r2")
+            finished.withLockedValue { $0 = true }
+        }
+        // The membership is local and immediate; only the return waits for the adapter.
+        while adapter.routeWaiters.withLockedValue({ $0.isEmpty }) { await Task.yield() }
+        XCTAssertEqual(socket.rooms, [sid, "r1", "r2"])
+        try await Task.sleep(nanoseconds: 50_000_000)
+        XCTAssertFalse(finished.withLockedValue { $0 }, "returned before the adapter said the rooms are routed")
+        XCTAssertEqual(adapter.releaseRoutes(), [["r1", "r2"]])
+        await join.value
+        XCTAssertTrue(finished.withLockedValue { $0 })
+    }
+
+    func testJoinAndWaitWithTheInMemoryAdapterJoinsAtOnce() async throws {
+        let io = SocketIOServer(SocketIOServerConfiguration())
+        let (_, sid) = try await io.connectedClient()
+        let socket = try XCTUnwrap(io.sockets.localSocket(id: sid))
+        await socket.joinAndWait("lobby")
+        XCTAssertEqual(socket.rooms, [sid, "lobby"])
     }
 }
