@@ -331,7 +331,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             .fetchSockets(request: request, selection: selection)
         }
         let remote = completion.sockets.compactMap { record -> SocketDescription? in
-            guard let handshake = try? JSONValue(parsing: record.handshake), let data = try? JSONValue(parsing: record.data) else { return nil }
+            guard let handshake = try? JSONValue(parsing: record.handshake), let data = ClusterValueEncoding.decode(record.data) else { return nil }
             return SocketDescription(id: record.id, namespace: namespace.name, handshake: Self.handshake(from: handshake), rooms: Set(record.rooms), data: data)
         }
         return localSockets + remote
@@ -372,31 +372,32 @@ public final class RabbitMQAdapter: SocketIOAdapter {
 
     public func persistSession(_ session: PersistedSession) async {
         guard let recoveryStreamName else { return }
-        let record = SessionRecord(privateId: session.privateId, socketId: session.socketId, rooms: session.rooms.sorted(), data: session.data.jsonBuffer())
+        let record = SessionRecord(privateId: session.privateId, socketId: session.socketId, rooms: session.rooms.sorted(), data: ClusterValueEncoding.encode(session.data))
         send(.sessionRecord(record), toQueue: recoveryStreamName)
     }
 
-    /// Reads the stream from `maxDisconnectionDuration` ago up to a probe appended now:
-    /// the latest session record of `privateId`, and every recoverable packet after
-    /// `offset` that reaches the session's rooms, in stream (= emission) order.
+    /// Appends a claim for `privateId` to the stream, then reads the stream from
+    /// `maxDisconnectionDuration` ago up to that claim (`RecoveryStreamScan`): the latest
+    /// session record of `privateId`, and every recoverable packet after `offset` that reaches
+    /// the session's rooms, in stream (= emission) order. Only the first claim after the
+    /// record restores, so a session is restored at most once across all nodes.
     public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
         guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
-        let probeID = "\(cluster.nodeID)-probe-\(UInt64.random(in: 0...UInt64.max))"
+        let claimID = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
+        var scan = RecoveryStreamScan(privateId: privateId, offset: offset, claimId: claimID)
         do {
             let channel = try await cluster.connection.openChannel()
             defer { Task { try? await channel.close() } }
             try await channel.basicQos(prefetchCount: 1000)
             try await channel.confirmSelect()
-            let probe = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: 0, namespace: namespace.name, payload: .streamProbe(id: probeID)))
-            try await channel.publish(probe, exchange: "", routingKey: recoveryStreamName, properties: AMQPBasicProperties(deliveryMode: 2))
+            let claim = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: 0, namespace: namespace.name, payload: .restoreClaim(id: claimID, privateId: privateId)))
+            // Confirmed before reading, so the claim is in the stream when the scan looks for it.
+            try await channel.publish(claim, exchange: "", routingKey: recoveryStreamName, properties: AMQPBasicProperties(deliveryMode: 2))
             let windowSeconds = UInt64(max(1, recovery.maxDisconnectionDuration.nanoseconds / 1_000_000_000))
             let nowSeconds = UInt64(max(0, time(nil)))
             let consumer = try await channel.consume(queue: recoveryStreamName, noAck: false, arguments: [
                 "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds + 5)),
             ])
-            var session: SessionRecord?
-            var offsetSeen = false
-            var missed: [(selection: ClusterSocketSelection, packet: EncodedPacket)] = []
             var unacked = 0
             for try await delivery in consumer {
                 unacked += 1
@@ -405,28 +406,20 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                     unacked = 0
                 }
                 for body in (try? ClusterBatchCodec.split(delivery.body)) ?? [] {
-                guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name else { continue }
-                switch message.payload {
-                case .sessionRecord(let record) where record.privateId == privateId:
-                    session = record
-                case .recoverablePacket(let packetOffset, let selection, let packet):
-                    if offsetSeen { missed.append((selection, packet)) } else if packetOffset == offset { offsetSeen = true }
-                case .streamProbe(let id) where id == probeID:
+                    guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name,
+                          let outcome = scan.read(message.payload) else { continue }
                     try await delivery.ack(multiple: true)
                     try? await consumer.cancel()
-                    guard let session, offsetSeen, let data = try? JSONValue(parsing: session.data) else { return nil }
-                    let rooms = Set(session.rooms)
-                    let packets = missed.compactMap { entry -> JSONValue? in
-                        if !Set(entry.selection.exceptRooms).isDisjoint(with: rooms) { return nil }
-                        if !entry.selection.rooms.isEmpty && Set(entry.selection.rooms).isDisjoint(with: rooms) { return nil }
-                        return Self.decodePacket(entry.packet)?.data
+                    switch outcome {
+                    case .refused(let reason):
+                        logger.debug("session not restored", metadata: ["reason": "\(reason)"])
+                        return nil
+                    case .restored(let session, let packets):
+                        guard let data = ClusterValueEncoding.decode(session.data) else { return nil }
+                        return RestoredSession(
+                            session: PersistedSession(socketId: session.socketId, privateId: session.privateId, rooms: Set(session.rooms), data: data),
+                            missedPackets: packets.compactMap { Self.decodePacket($0)?.data })
                     }
-                    return RestoredSession(
-                        session: PersistedSession(socketId: session.socketId, privateId: session.privateId, rooms: rooms, data: data),
-                        missedPackets: packets)
-                default:
-                    break
-                }
                 }
             }
         } catch {
@@ -708,7 +701,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 guard let self else { return }
                 let sockets = (try? await self.local.fetchSockets(BroadcastOptions(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)))) ?? []
                 let records = sockets.map { socket in
-                    RemoteSocketRecord(id: socket.id, handshake: Self.handshakeJSON(socket.handshake).jsonBuffer(), rooms: socket.rooms.sorted(), data: socket.data.jsonBuffer())
+                    RemoteSocketRecord(id: socket.id, handshake: Self.handshakeJSON(socket.handshake).jsonBuffer(), rooms: socket.rooms.sorted(), data: ClusterValueEncoding.encode(socket.data))
                 }
                 self.send(.fetchSocketsResponse(request: request, sockets: records), toQueue: replyQueue)
             }
@@ -721,7 +714,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 }
             }
             namespace.handleServerSideEmit(args, ack: ack)
-        case .recoverablePacket, .sessionRecord, .streamProbe:
+        case .recoverablePacket, .sessionRecord, .restoreClaim:
             // Recovery-stream records never travel through node queues.
             break
         case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck:

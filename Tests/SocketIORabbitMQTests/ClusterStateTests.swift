@@ -146,7 +146,7 @@ final class ClusterRequestTrackerTests: XCTestCase {
         var tracker = ClusterRequestTracker()
         let (request, immediate) = tracker.begin(.fetchSockets, awaiting: ["b", "c"], deadlineNanoseconds: 100)
         XCTAssertNil(immediate)
-        let socket = RemoteSocketRecord(id: "s1", handshake: ByteBuffer(), rooms: ["s1"], data: ByteBuffer(string: "null"))
+        let socket = RemoteSocketRecord(id: "s1", handshake: ByteBuffer(), rooms: ["s1"], data: EncodedPacket(messages: [EngineMessage(text: "2[null]")]))
         guard case .recorded = tracker.receive(.fetchSocketsResponse(request: request, sockets: [socket]), from: "b") else { return XCTFail() }
         guard case .ignored = tracker.receive(.fetchSocketsResponse(request: request, sockets: [socket]), from: "b") else {
             return XCTFail("a second answer from the same node is ignored")
