@@ -44,7 +44,9 @@ private final class RecordingAdapter: SocketIOAdapter {
         return expectAcks ? ["ok-from-node-2"] : []
     }
     func persistSession(_ session: PersistedSession) async {}
-    func restoreSession(privateId: String, offset: String) async -> RestoredSession? { nil }
+    /// What `restoreSession` finds (nothing unless a test sets it).
+    let restorable = NIOLockedValueBox<RestoredSession?>(nil)
+    func restoreSession(privateId: String, offset: String) async -> RestoredSession? { restorable.withLockedValue { $0 } }
 
     /// Joins wait here until `releaseRoutes` (as a cluster adapter waits for its broker).
     let routeWaiters = NIOLockedValueBox<[(Set<String>, CheckedContinuation<Void, Never>)]>([])
@@ -140,5 +142,29 @@ final class AdapterSeamTests: XCTestCase {
         let socket = try XCTUnwrap(io.sockets.localSocket(id: sid))
         await socket.joinAndWait("lobby")
         XCTAssertEqual(socket.rooms, [sid, "lobby"])
+    }
+
+    func testARestoredSocketIsConnectedOnlyOnceItsRoomsAreRouted() async throws {
+        var configuration = SocketIOServerConfiguration(connectionStateRecovery: ConnectionStateRecovery())
+        let adapters = NIOLockedValueBox<[String: RecordingAdapter]>([:])
+        configuration.adapterFactory = { namespace in
+            let adapter = RecordingAdapter(namespace: namespace)
+            adapters.withLockedValue { $0[namespace.name] = adapter }
+            return adapter
+        }
+        let io = SocketIOServer(configuration)
+        let adapter = try XCTUnwrap(adapters.withLockedValue { $0["/"] })
+        adapter.restorable.withLockedValue {
+            $0 = RestoredSession(session: PersistedSession(socketId: "old-id", privateId: "p", rooms: ["r"], data: .null), missedPackets: [])
+        }
+        let connection = try await io.openFakeConnection()
+        try await connection.receive(#"0{"pid":"p","offset":"o"}"#)
+        while adapter.routeWaiters.withLockedValue({ $0.isEmpty }) { await Task.yield() }
+        XCTAssertEqual(adapter.socketRooms("old-id"), ["r"], "the rooms are joined before the client hears of it")
+        try await assertEqual(try await connection.settle(), [], "no CONNECT reply before the rooms are routed")
+        XCTAssertEqual(adapter.releaseRoutes(), [["r"]])
+        let reply = try await connection.nextText()
+        XCTAssertTrue(reply.hasPrefix(#"0{"sid":"old-id""#), reply)
+        XCTAssertEqual(adapter.socketRooms("old-id"), ["old-id", "r"])
     }
 }

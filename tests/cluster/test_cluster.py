@@ -245,6 +245,16 @@ class RawSocketIOClient:
                 break
         return self.events
 
+    def call(self, event, argument, ack_id=0, timeout=10):
+        """Emits with an ack id and returns the ack's arguments (events meanwhile are kept)."""
+        self.ws.send(f"42{ack_id}" + self.json.dumps([event, argument]))
+        self.ws.settimeout(timeout)
+        while True:
+            packet = self._next()
+            if packet.startswith(f"43{ack_id}["):
+                return self.json.loads(packet[len(f"43{ack_id}"):])
+            self._record(packet)
+
     def close(self):
         self.ws.close()
 
@@ -461,3 +471,29 @@ def test_measure_room_broadcast_deliveries_per_node(cluster, clients, request):
     # Fan-out: every broadcast of the two other nodes. Room-aware: only those to its own room.
     expected = per_room * other_nodes if room_aware else per_room * len(cluster) * other_nodes
     assert delivered == [expected] * len(cluster)
+
+
+@pytest.mark.parametrize("cluster", [("--room-aware",)], indirect=True)
+def test_recovered_socket_gets_room_broadcasts_sent_right_after_it_reconnected(cluster, clients):
+    """A socket restored on another node comes back in its rooms; with room-aware routing
+    that node may have no binding for them yet. Right after the CONNECT reply, a broadcast
+    from a third node to the room must reach it."""
+    node_a, node_b, node_c = cluster
+    sender_a, sender_c = clients(node_a), clients(node_c)
+    for index in range(4):
+        room = f"rec-{index}"
+        raw = RawSocketIOClient(node_a)
+        sid, pid = raw.connect_reply["sid"], raw.connect_reply["pid"]
+        assert raw.call("join", room) == [room]
+        assert sender_a.call("broadcast", {"room": room, "payload": "before"}) is True
+        offset = raw.read_events(1, 10)[-1][-1]
+        raw.close()
+        time.sleep(0.5)
+        again = RawSocketIOClient(node_b, auth={"pid": pid, "offset": offset})
+        try:
+            assert again.connect_reply["sid"] == sid, f"round {index}: not recovered"
+            assert sender_c.call("broadcast", {"room": room, "payload": f"live-{index}"}) is True
+            events = again.read_events(1, 5)
+            assert [event[1] for event in events] == [f"live-{index}"], f"round {index}"
+        finally:
+            again.close()
