@@ -178,7 +178,7 @@ let package = Package(
         .testTarget(name: "AMQPProtocolTests", dependencies: ["AMQPProtocol"]),
         .testTarget(
             name: "SocketIORabbitMQTests",
-            dependencies: ["SocketIORabbitMQ", "EngineIO", .product(name: "DequeModule", package: "swift-collections")]
+            dependencies: ["SocketIORabbitMQ", "SocketIO", "EngineIO", .product(name: "DequeModule", package: "swift-collections")]
         ),
         .testTarget(
             name: "AMQPClientTests",

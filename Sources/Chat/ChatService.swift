@@ -134,7 +134,8 @@ final class ChatService: Sendable {
         let previous = profile.room
         if previous != room {
             socket.leave(previous)
-            socket.join(room)
+            // The ack below tells the client it is in the room: make that true on every node.
+            await socket.joinAndWait(room)
             profile.room = room
             socket.data = profile.json
         }

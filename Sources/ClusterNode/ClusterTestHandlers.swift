@@ -14,9 +14,10 @@ func installClusterTestHandlers(on io: SocketIOServer, nodeName: String, cluster
     namespace.onConnection { socket in
         socket.data = ["node": .string(nodeName)]
 
-        socket.on("join") { args, ack in
+        // The ack promises the join is effective on every node (room-aware routing binds first).
+        socket.onAsync("join") { args, ack in
             guard let room = args.first?.stringValue else { return }
-            socket.join(room)
+            await socket.joinAndWait(room)
             ack?(.string(room))
         }
         socket.on("leave") { args, ack in

@@ -93,6 +93,9 @@ public enum SocketIOAdapterError: Error, Sendable, Hashable {
 /// * Room membership calls (`addAll`, `del`, `delAll`) describe **local** sockets and are
 ///   made on the socket's event loop; they must be cheap and must not block (take a lock,
 ///   never await the network).
+/// * `waitUntilRoomsRouted` is the awaitable half of a join: it returns once a broadcast
+///   to those rooms published afterwards on any node reaches this node's sockets. A cluster
+///   adapter that subscribes per room waits here for its broker; the default returns at once.
 /// * `broadcast` encodes the packet once and writes it to every matching local socket
 ///   (see `SocketIONamespace.deliver`), then (unless `flags.local`) forwards the packet to
 ///   the other nodes, which do the same for theirs. It never fails: delivery is best-effort.
@@ -115,6 +118,9 @@ public protocol SocketIOAdapter: AnyObject, Sendable {
     func addAll(_ socketId: String, rooms: Set<String>)
     func del(_ socketId: String, room: String)
     func delAll(_ socketId: String)
+    /// Returns once every broadcast to `rooms` published from now on, by any node, reaches
+    /// this node (the rooms having been joined by a local socket with `addAll` before).
+    func waitUntilRoomsRouted(_ rooms: Set<String>) async
 
     func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions)
     /// `packet.ackId` is already set; every receiver answers with that id.
@@ -141,4 +147,10 @@ public protocol SocketIOAdapter: AnyObject, Sendable {
 
     func persistSession(_ session: PersistedSession) async
     func restoreSession(privateId: String, offset: String) async -> RestoredSession?
+}
+
+extension SocketIOAdapter {
+    /// A single node (or an adapter that sends every broadcast to every node) routes a room
+    /// as soon as `addAll` returned.
+    public func waitUntilRoomsRouted(_ rooms: Set<String>) async {}
 }

@@ -127,6 +127,12 @@ public final class SocketIONamespace: Sendable {
         if let recovery, let privateId = auth["pid"]?.stringValue, let offset = auth["offset"]?.stringValue {
             Task {
                 let restored = await adapter.restoreSession(privateId: privateId, offset: offset)
+                if let session = restored?.session {
+                    // The client will count on its rooms as soon as it hears it is connected:
+                    // join them first, and let a cluster adapter route them to this node.
+                    adapter.addAll(session.socketId, rooms: session.rooms)
+                    await adapter.waitUntilRoomsRouted(session.rooms)
+                }
                 let socket = SocketIOSocket(namespace: self, client: client, auth: auth, restored: restored)
                 await self.runMiddlewares(recovery.skipMiddlewares && restored != nil ? [] : chain, socket: socket, client: client)
             }
@@ -156,6 +162,7 @@ public final class SocketIONamespace: Sendable {
         let refused = refusal
         client.eventLoop.execute {
             if let refused {
+                if socket.recovered { self.adapter.delAll(socket.id) }  // rooms joined before admission
                 client.didRefuse(namespace: self.name, error: refused)
             } else {
                 self.connect(socket, client: client)
@@ -165,7 +172,10 @@ public final class SocketIONamespace: Sendable {
 
     private func connect(_ socket: SocketIOSocket, client: SocketIOClient) {
         client.eventLoop.assertInEventLoop()
-        guard client.didAdmit(socket) else { return }
+        guard client.didAdmit(socket) else {
+            if socket.recovered { adapter.delAll(socket.id) }  // rooms joined before admission
+            return
+        }
         socketTable.withLockedValue { $0[socket.id] = socket }
         socket.didConnect()
         let handlers = connectionHandlers.withLockedValue { $0 } + (parent?.connectionHandlers.withLockedValue { $0 } ?? [])

@@ -233,6 +233,19 @@ public final class SocketIOSocket: @unchecked Sendable {
         namespace.adapter.addAll(id, rooms: rooms)
     }
 
+    /// Joins and returns once the join is effective cluster-wide: every broadcast to these
+    /// rooms published afterwards, from any node, reaches this socket. Use it before telling
+    /// anyone that the socket is in the room (e.g. before acknowledging a "join" request):
+    /// a cluster adapter with room-aware routing subscribes with its broker asynchronously.
+    /// With the in-memory adapter it returns at once.
+    public func joinAndWait(_ rooms: String...) async { await joinAndWait(Set(rooms)) }
+
+    public func joinAndWait(_ rooms: Set<String>) async {
+        let adapter = namespace.adapter
+        adapter.addAll(id, rooms: rooms)
+        await adapter.waitUntilRoomsRouted(rooms)
+    }
+
     public func leave(_ room: String) {
         namespace.adapter.del(id, room: room)
     }

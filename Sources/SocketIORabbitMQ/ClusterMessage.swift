@@ -52,10 +52,11 @@ public struct RemoteSocketRecord: Sendable, Hashable {
     /// The handshake object, encoded by the Socket.IO layer (JSON text).
     public var handshake: ByteBuffer
     public var rooms: [String]
-    /// `socket.data`, encoded by the Socket.IO layer (JSON text).
-    public var data: ByteBuffer
+    /// `socket.data` as a Socket.IO packet (JSON text plus one binary message per attachment),
+    /// so binary values inside it arrive intact; see `ClusterValueEncoding`.
+    public var data: EncodedPacket
 
-    public init(id: String, handshake: ByteBuffer, rooms: [String], data: ByteBuffer) {
+    public init(id: String, handshake: ByteBuffer, rooms: [String], data: EncodedPacket) {
         self.id = id
         self.handshake = handshake
         self.rooms = rooms
@@ -68,10 +69,10 @@ public struct SessionRecord: Sendable, Hashable {
     public var privateId: String
     public var socketId: String
     public var rooms: [String]
-    /// `socket.data`, encoded by the Socket.IO layer (JSON text).
-    public var data: ByteBuffer
+    /// `socket.data` as a Socket.IO packet, binary values included (`ClusterValueEncoding`).
+    public var data: EncodedPacket
 
-    public init(privateId: String, socketId: String, rooms: [String], data: ByteBuffer) {
+    public init(privateId: String, socketId: String, rooms: [String], data: EncodedPacket) {
         self.privateId = privateId
         self.socketId = socketId
         self.rooms = rooms
@@ -106,9 +107,11 @@ public enum ClusterPayload: Sendable, Hashable {
     case recoverablePacket(offset: String, selection: ClusterSocketSelection, packet: EncodedPacket)
     /// Recovery stream only: what a socket had when it lost its connection.
     case sessionRecord(SessionRecord)
-    /// Recovery stream only: appended by a restoring node, which reads the stream up to it
-    /// (a stream has no "current end" a consumer could ask for).
-    case streamProbe(id: String)
+    /// Recovery stream only: appended by a node restoring session `privateId`, which then
+    /// reads the stream up to it (a stream has no "current end" a consumer could ask for).
+    /// It is also the claim that makes a restore single-use: of the claims that follow a
+    /// session record, the first in stream order wins (`RecoveryStreamScan`).
+    case restoreClaim(id: String, privateId: String)
 
     /// Wire type byte. Values follow socket.io's numbering so logs read alike.
     var typeCode: UInt8 {
@@ -127,7 +130,7 @@ public enum ClusterPayload: Sendable, Hashable {
         case .adapterClose: return 13
         case .recoverablePacket: return 14
         case .sessionRecord: return 15
-        case .streamProbe: return 16
+        case .restoreClaim: return 16
         }
     }
 
@@ -172,12 +175,13 @@ public enum ClusterMessageDecodingError: Error, Sendable, Hashable {
 
 /// Binary layout (all integers big-endian):
 ///
-///     u8 version (1) | u8 type | str origin | u64 sequence | str namespace | type-specific body
+///     u8 version (2) | u8 type | str origin | u64 sequence | str namespace | type-specific body
 ///
 /// `str` is u16 length + UTF-8 (u32 for `blob`), lists are u16 count + items, an encoded
 /// packet is u16 count of Engine.IO messages, each u8 isBinary + u32 length + bytes.
 public enum ClusterMessageCodec {
-    public static let formatVersion: UInt8 = 1
+    /// 2: socket data as an encoded packet (binary values kept), restore claims.
+    public static let formatVersion: UInt8 = 2
 
     public static func encode(_ message: ClusterMessage, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 64 + estimatedBodySize(message.payload))
@@ -220,7 +224,7 @@ public enum ClusterMessageCodec {
                 buffer.writeShortString(socket.id)
                 buffer.writeBlob(socket.handshake)
                 buffer.writeStringList(socket.rooms)
-                buffer.writeBlob(socket.data)
+                buffer.writePacket(socket.data)
             }
         case .serverSideEmit(let request, let packet):
             buffer.writeInteger(request != nil ? UInt8(1) : 0)
@@ -240,9 +244,10 @@ public enum ClusterMessageCodec {
             buffer.writeShortString(session.privateId)
             buffer.writeShortString(session.socketId)
             buffer.writeStringList(session.rooms)
-            buffer.writeBlob(session.data)
-        case .streamProbe(let id):
+            buffer.writePacket(session.data)
+        case .restoreClaim(let id, let privateId):
             buffer.writeShortString(id)
+            buffer.writeShortString(privateId)
         }
     }
 
@@ -283,7 +288,7 @@ public enum ClusterMessageCodec {
                 let id = try buffer.readShortString("socket.id")
                 let handshake = try buffer.readBlob("socket.handshake")
                 let rooms = try buffer.readStringList("socket.rooms")
-                let data = try buffer.readBlob("socket.data")
+                let data = try buffer.readPacket()
                 sockets.append(RemoteSocketRecord(id: id, handshake: handshake, rooms: rooms, data: data))
             }
             payload = .fetchSocketsResponse(request: request, sockets: sockets)
@@ -309,8 +314,10 @@ public enum ClusterMessageCodec {
             let privateId = try buffer.readShortString("session.privateId")
             let socketId = try buffer.readShortString("session.socketId")
             let rooms = try buffer.readStringList("session.rooms")
-            payload = .sessionRecord(SessionRecord(privateId: privateId, socketId: socketId, rooms: rooms, data: try buffer.readBlob("session.data")))
-        case 16: payload = .streamProbe(id: try buffer.readShortString("probe.id"))
+            payload = .sessionRecord(SessionRecord(privateId: privateId, socketId: socketId, rooms: rooms, data: try buffer.readPacket()))
+        case 16:
+            let id = try buffer.readShortString("claim.id")
+            payload = .restoreClaim(id: id, privateId: try buffer.readShortString("claim.privateId"))
         default: throw .unknownType(type)
         }
         guard buffer.readableBytes == 0 else { throw .trailingBytes(buffer.readableBytes) }

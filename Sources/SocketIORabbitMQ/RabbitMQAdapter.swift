@@ -34,8 +34,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     private let pendingJobs = NIOLockedValueBox<Deque<PublishJob>>([])
     private let publishWakeups: AsyncStream<Void>.Continuation
     private let publishWakeupStream: AsyncStream<Void>
-    private let bindingChanges: AsyncStream<RoomBindingTracker.Change>.Continuation
-    private let bindingChangeStream: AsyncStream<RoomBindingTracker.Change>
+    private let bindingChanges: AsyncStream<RoomBindingTracker.Operation>.Continuation
+    private let bindingChangeStream: AsyncStream<RoomBindingTracker.Operation>
     private let channels = NIOLockedValueBox<(publish: AMQPChannel, consume: AMQPChannel)?>(nil)
     private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
 
@@ -62,6 +62,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         var requests = ClusterRequestTracker()
         var duplicates = ClusterDuplicateFilter()
         var roomBindings = RoomBindingTracker()
+        /// Joins waiting until the binding operation they need has finished.
+        var routeWaiters: [(operation: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
         var fetchWaiters: [ClusterRequestID: CheckedContinuation<ClusterRequestTracker.Completion, Never>] = [:]
         var ackCallbacks: [ClusterRequestID: (clientCount: @Sendable (Int) -> Void, ack: @Sendable (String, [JSONValue]) -> Void)] = [:]
         var metrics = RabbitMQAdapterMetrics()
@@ -83,7 +85,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             outbox: ClusterOutbox(capacity: cluster.options.outboxCapacity, overflowPolicy: cluster.options.outboxOverflowPolicy),
             membership: ClusterMembership(heartbeatTimeoutNanoseconds: UInt64(cluster.options.heartbeatTimeoutSeconds * 1e9))))
         (publishWakeupStream, publishWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        (bindingChangeStream, bindingChanges) = AsyncStream<RoomBindingTracker.Change>.makeStream()
+        (bindingChangeStream, bindingChanges) = AsyncStream<RoomBindingTracker.Operation>.makeStream()
     }
 
     public var nodeID: String { cluster.nodeID }
@@ -188,32 +190,75 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         for (request, waiter) in waiters {
             waiter.resume(returning: .init(request: request, kind: .fetchSockets, sockets: [], replies: [], unansweredNodes: []))
         }
+        let joins = state.withLockedValue { state in
+            defer { state.routeWaiters.removeAll() }
+            return state.routeWaiters
+        }
+        for join in joins { join.continuation.resume() }
     }
 
     public func serverCount() async -> Int { state.withLockedValue { $0.membership.serverCount } }
 
     // MARK: Rooms (local sockets)
 
+    // With room-aware routing, the local room table and the binding tracker change under the
+    // state lock together, and binding operations are queued in that same critical section:
+    // the broker sees binds and unbinds in exactly the order the memberships changed, so a
+    // leave's unbind can never land after a new join's bind of the same room.
+
     public func addAll(_ socketId: String, rooms: Set<String>) {
-        let before = options.roomAwareRouting ? (local.socketRooms(socketId) ?? []) : []
-        local.addAll(socketId, rooms: rooms)
-        guard options.roomAwareRouting else { return }
-        let changes = state.withLockedValue { state in rooms.subtracting(before).compactMap { state.roomBindings.socketJoined($0) } }
-        for change in changes { bindingChanges.yield(change) }
+        guard options.roomAwareRouting else { return local.addAll(socketId, rooms: rooms) }
+        state.withLockedValue { state in
+            local.addAll(socketId, rooms: rooms)
+            for room in rooms {
+                if let operation = state.roomBindings.socketJoined(socketId, room: room) { bindingChanges.yield(operation) }
+            }
+        }
     }
 
     public func del(_ socketId: String, room: String) {
-        let wasMember = options.roomAwareRouting && (local.socketRooms(socketId)?.contains(room) ?? false)
-        local.del(socketId, room: room)
-        guard wasMember, let change = state.withLockedValue({ $0.roomBindings.socketLeft(room) }) else { return }
-        bindingChanges.yield(change)
+        guard options.roomAwareRouting else { return local.del(socketId, room: room) }
+        state.withLockedValue { state in
+            local.del(socketId, room: room)
+            if let operation = state.roomBindings.socketLeft(socketId, room: room) { bindingChanges.yield(operation) }
+        }
     }
 
     public func delAll(_ socketId: String) {
-        let rooms = options.roomAwareRouting ? (local.socketRooms(socketId) ?? []) : []
-        local.delAll(socketId)
-        let changes = state.withLockedValue { state in rooms.compactMap { state.roomBindings.socketLeft($0) } }
-        for change in changes { bindingChanges.yield(change) }
+        guard options.roomAwareRouting else { return local.delAll(socketId) }
+        state.withLockedValue { state in
+            let rooms = local.socketRooms(socketId) ?? []
+            local.delAll(socketId)
+            for room in rooms.sorted() {
+                if let operation = state.roomBindings.socketLeft(socketId, room: room) { bindingChanges.yield(operation) }
+            }
+        }
+    }
+
+    /// Returns once the broker confirmed (bind-ok) the bindings of `rooms`: a broadcast another
+    /// node publishes after that is routed to this node's queue. Without room-aware routing
+    /// every node gets every broadcast, so there is nothing to wait for.
+    public func waitUntilRoomsRouted(_ rooms: Set<String>) async {
+        guard options.roomAwareRouting else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let waiting = state.withLockedValue { state -> Bool in
+                guard !state.isClosed, let operation = state.roomBindings.operationToAwait(rooms: rooms) else { return false }
+                state.routeWaiters.append((operation, continuation))
+                return true
+            }
+            if !waiting { continuation.resume() }
+        }
+    }
+
+    /// Binding operation `number` has finished (or failed): wakes the joins that waited for it.
+    private func bindingOperationFinished(_ number: UInt64) {
+        let ready = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.roomBindings.finished(number)
+            let done = state.routeWaiters.filter { $0.operation <= number }
+            state.routeWaiters.removeAll { $0.operation <= number }
+            return done.map(\.continuation)
+        }
+        for continuation in ready { continuation.resume() }
     }
 
     public func sockets(in rooms: Set<String>) -> Set<String> { local.sockets(in: rooms) }
@@ -286,7 +331,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             .fetchSockets(request: request, selection: selection)
         }
         let remote = completion.sockets.compactMap { record -> SocketDescription? in
-            guard let handshake = try? JSONValue(parsing: record.handshake), let data = try? JSONValue(parsing: record.data) else { return nil }
+            guard let handshake = try? JSONValue(parsing: record.handshake), let data = ClusterValueEncoding.decode(record.data) else { return nil }
             return SocketDescription(id: record.id, namespace: namespace.name, handshake: Self.handshake(from: handshake), rooms: Set(record.rooms), data: data)
         }
         return localSockets + remote
@@ -327,31 +372,32 @@ public final class RabbitMQAdapter: SocketIOAdapter {
 
     public func persistSession(_ session: PersistedSession) async {
         guard let recoveryStreamName else { return }
-        let record = SessionRecord(privateId: session.privateId, socketId: session.socketId, rooms: session.rooms.sorted(), data: session.data.jsonBuffer())
+        let record = SessionRecord(privateId: session.privateId, socketId: session.socketId, rooms: session.rooms.sorted(), data: ClusterValueEncoding.encode(session.data))
         send(.sessionRecord(record), toQueue: recoveryStreamName)
     }
 
-    /// Reads the stream from `maxDisconnectionDuration` ago up to a probe appended now:
-    /// the latest session record of `privateId`, and every recoverable packet after
-    /// `offset` that reaches the session's rooms, in stream (= emission) order.
+    /// Appends a claim for `privateId` to the stream, then reads the stream from
+    /// `maxDisconnectionDuration` ago up to that claim (`RecoveryStreamScan`): the latest
+    /// session record of `privateId`, and every recoverable packet after `offset` that reaches
+    /// the session's rooms, in stream (= emission) order. Only the first claim after the
+    /// record restores, so a session is restored at most once across all nodes.
     public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
         guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
-        let probeID = "\(cluster.nodeID)-probe-\(UInt64.random(in: 0...UInt64.max))"
+        let claimID = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
+        var scan = RecoveryStreamScan(privateId: privateId, offset: offset, claimId: claimID)
         do {
             let channel = try await cluster.connection.openChannel()
             defer { Task { try? await channel.close() } }
             try await channel.basicQos(prefetchCount: 1000)
             try await channel.confirmSelect()
-            let probe = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: 0, namespace: namespace.name, payload: .streamProbe(id: probeID)))
-            try await channel.publish(probe, exchange: "", routingKey: recoveryStreamName, properties: AMQPBasicProperties(deliveryMode: 2))
+            let claim = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: 0, namespace: namespace.name, payload: .restoreClaim(id: claimID, privateId: privateId)))
+            // Confirmed before reading, so the claim is in the stream when the scan looks for it.
+            try await channel.publish(claim, exchange: "", routingKey: recoveryStreamName, properties: AMQPBasicProperties(deliveryMode: 2))
             let windowSeconds = UInt64(max(1, recovery.maxDisconnectionDuration.nanoseconds / 1_000_000_000))
             let nowSeconds = UInt64(max(0, time(nil)))
             let consumer = try await channel.consume(queue: recoveryStreamName, noAck: false, arguments: [
                 "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds + 5)),
             ])
-            var session: SessionRecord?
-            var offsetSeen = false
-            var missed: [(selection: ClusterSocketSelection, packet: EncodedPacket)] = []
             var unacked = 0
             for try await delivery in consumer {
                 unacked += 1
@@ -360,28 +406,20 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                     unacked = 0
                 }
                 for body in (try? ClusterBatchCodec.split(delivery.body)) ?? [] {
-                guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name else { continue }
-                switch message.payload {
-                case .sessionRecord(let record) where record.privateId == privateId:
-                    session = record
-                case .recoverablePacket(let packetOffset, let selection, let packet):
-                    if offsetSeen { missed.append((selection, packet)) } else if packetOffset == offset { offsetSeen = true }
-                case .streamProbe(let id) where id == probeID:
+                    guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name,
+                          let outcome = scan.read(message.payload) else { continue }
                     try await delivery.ack(multiple: true)
                     try? await consumer.cancel()
-                    guard let session, offsetSeen, let data = try? JSONValue(parsing: session.data) else { return nil }
-                    let rooms = Set(session.rooms)
-                    let packets = missed.compactMap { entry -> JSONValue? in
-                        if !Set(entry.selection.exceptRooms).isDisjoint(with: rooms) { return nil }
-                        if !entry.selection.rooms.isEmpty && Set(entry.selection.rooms).isDisjoint(with: rooms) { return nil }
-                        return Self.decodePacket(entry.packet)?.data
+                    switch outcome {
+                    case .refused(let reason):
+                        logger.debug("session not restored", metadata: ["reason": "\(reason)"])
+                        return nil
+                    case .restored(let session, let packets):
+                        guard let data = ClusterValueEncoding.decode(session.data) else { return nil }
+                        return RestoredSession(
+                            session: PersistedSession(socketId: session.socketId, privateId: session.privateId, rooms: Set(session.rooms), data: data),
+                            missedPackets: packets.compactMap { Self.decodePacket($0)?.data })
                     }
-                    return RestoredSession(
-                        session: PersistedSession(socketId: session.socketId, privateId: session.privateId, rooms: rooms, data: data),
-                        missedPackets: packets)
-                default:
-                    break
-                }
                 }
             }
         } catch {
@@ -545,7 +583,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     }
 
     private func runBindingChanges(on channel: AMQPChannel) async {
-        for await change in bindingChangeStream {
+        for await operation in bindingChangeStream {
+            let change = operation.change
+            defer { bindingOperationFinished(operation.number) }
             do {
                 switch change {
                 case .bind(let key): try await channel.queueBind(queue: queueName, exchange: exchangeName, routingKey: key)
@@ -569,7 +609,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     }
 
     func brokerConnectionRecovered() {
-        let replay = state.withLockedValue { state -> (jobs: [PublishJob], rooms: [String])? in
+        let replay = state.withLockedValue { state -> [PublishJob]? in
             guard state.isConsuming, !state.isClosed else { return nil }
             if state.outbox.isConnected {
                 state.outbox.connectionLost()
@@ -578,14 +618,14 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             state.membership.refreshAll(atNanoseconds: Self.now())
             let epoch = state.epoch
             let jobs = state.outbox.connectionRestored().map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: epoch) }
-            return (jobs, state.roomBindings.boundRoutingKeys)
+            if options.roomAwareRouting {
+                for operation in state.roomBindings.rebindAll() { bindingChanges.yield(operation) }
+            }
+            return jobs
         }
         guard let replay else { return }
-        logger.info("replaying held cluster messages", metadata: ["count": "\(replay.jobs.count)", "namespace": "\(namespace.name)"])
-        enqueue(replay.jobs)
-        if options.roomAwareRouting {
-            for key in replay.rooms where key != RoomRoutingKeys.everyNode { bindingChanges.yield(.bind(routingKey: key)) }
-        }
+        logger.info("replaying held cluster messages", metadata: ["count": "\(replay.count)", "namespace": "\(namespace.name)"])
+        enqueue(replay)
         send(.heartbeat(isInitial: true))
     }
 
@@ -661,7 +701,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 guard let self else { return }
                 let sockets = (try? await self.local.fetchSockets(BroadcastOptions(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)))) ?? []
                 let records = sockets.map { socket in
-                    RemoteSocketRecord(id: socket.id, handshake: Self.handshakeJSON(socket.handshake).jsonBuffer(), rooms: socket.rooms.sorted(), data: socket.data.jsonBuffer())
+                    RemoteSocketRecord(id: socket.id, handshake: Self.handshakeJSON(socket.handshake).jsonBuffer(), rooms: socket.rooms.sorted(), data: ClusterValueEncoding.encode(socket.data))
                 }
                 self.send(.fetchSocketsResponse(request: request, sockets: records), toQueue: replyQueue)
             }
@@ -674,7 +714,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 }
             }
             namespace.handleServerSideEmit(args, ack: ack)
-        case .recoverablePacket, .sessionRecord, .streamProbe:
+        case .recoverablePacket, .sessionRecord, .restoreClaim:
             // Recovery-stream records never travel through node queues.
             break
         case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck:

@@ -20,39 +20,93 @@ public enum RoomRoutingKeys {
     }
 }
 
-/// Counts local members per room and says when a binding must be added or removed.
+/// The local members of each room and the broker bindings they need, as a plain value:
+/// every decision the adapter takes on a join or leave, without I/O.
+///
+/// Binding changes are numbered operations that the adapter runs on the broker one at a
+/// time, in number order (so an unbind can never overtake a later bind of the same room).
+/// A join is complete (`operationToAwait` is nil) once the operation that bound its room has
+/// finished: from then on a broadcast to the room published by any node lands in this
+/// node's queue.
 public struct RoomBindingTracker: Sendable {
     public enum Change: Sendable, Hashable {
         case bind(routingKey: String)
         case unbind(routingKey: String)
     }
 
-    private var memberCount: [String: Int] = [:]
+    /// One binding change for the broker. `number` increases by one per operation.
+    public struct Operation: Sendable, Hashable {
+        public var number: UInt64
+        public var change: Change
+    }
+
+    /// Socket ids rather than counts: a socket joining a room twice (its own join racing a
+    /// remote socketsJoin) is still one member, so the binding goes with its last leave.
+    private var members: [String: Set<String>] = [:]
+    /// The operation that (last) bound each room with members.
+    private var bindingOperation: [String: UInt64] = [:]
+    private var lastOperation: UInt64 = 0
+    /// Every operation up to this one has finished (they finish in order).
+    public private(set) var finishedThrough: UInt64 = 0
 
     public init() {}
 
-    /// A local socket joined `room`. Returns `.bind` on the room's first local member.
-    public mutating func socketJoined(_ room: String) -> Change? {
-        let count = memberCount[room, default: 0] + 1
-        memberCount[room] = count
-        return count == 1 ? .bind(routingKey: RoomRoutingKeys.key(forRoom: room)) : nil
+    /// A local socket joined `room`. Returns the bind for the room's first local member.
+    public mutating func socketJoined(_ socketId: String, room: String) -> Operation? {
+        let inserted = members[room, default: []].insert(socketId).inserted
+        guard inserted, members[room]?.count == 1 else { return nil }
+        let operation = nextOperation(.bind(routingKey: RoomRoutingKeys.key(forRoom: room)))
+        bindingOperation[room] = operation.number
+        return operation
     }
 
-    /// A local socket left `room` (or disconnected). Returns `.unbind` on the last one.
-    public mutating func socketLeft(_ room: String) -> Change? {
-        guard let count = memberCount[room] else { return nil }
-        if count <= 1 {
-            memberCount.removeValue(forKey: room)
-            return .unbind(routingKey: RoomRoutingKeys.key(forRoom: room))
+    /// A local socket left `room` (or disconnected). Returns the unbind for its last member.
+    public mutating func socketLeft(_ socketId: String, room: String) -> Operation? {
+        guard members[room]?.remove(socketId) != nil else { return nil }
+        guard members[room]?.isEmpty == true else { return nil }
+        members.removeValue(forKey: room)
+        bindingOperation.removeValue(forKey: room)
+        return nextOperation(.unbind(routingKey: RoomRoutingKeys.key(forRoom: room)))
+    }
+
+    /// The operation whose end makes `rooms` routed to this node, or nil if they already are
+    /// (or no longer have local members, so there is nothing to wait for).
+    public func operationToAwait(rooms: Set<String>) -> UInt64? {
+        var awaited: UInt64?
+        for room in rooms {
+            guard let number = bindingOperation[room], number > finishedThrough else { continue }
+            awaited = max(awaited ?? 0, number)
         }
-        memberCount[room] = count - 1
-        return nil
+        return awaited
+    }
+
+    /// The broker answered operation `number` (or it failed: the binding is then re-made by
+    /// `rebindAll` when the connection recovers, and waiting longer would hang joins while
+    /// the broker is away).
+    public mutating func finished(_ number: UInt64) {
+        finishedThrough = max(finishedThrough, number)
+    }
+
+    /// Binds for every room with members, after the broker connection recovered.
+    public mutating func rebindAll() -> [Operation] {
+        members.keys.sorted().map { room in
+            let operation = nextOperation(.bind(routingKey: RoomRoutingKeys.key(forRoom: room)))
+            bindingOperation[room] = operation.number
+            return operation
+        }
     }
 
     /// Every binding this node needs, for re-declaring topology after a broker restart.
     public var boundRoutingKeys: [String] {
-        [RoomRoutingKeys.everyNode] + memberCount.keys.sorted().map(RoomRoutingKeys.key(forRoom:))
+        [RoomRoutingKeys.everyNode] + members.keys.sorted().map(RoomRoutingKeys.key(forRoom:))
     }
 
-    public var roomCount: Int { memberCount.count }
+    public var roomCount: Int { members.count }
+
+    public func localMembers(of room: String) -> Set<String> { members[room] ?? [] }
+
+    private mutating func nextOperation(_ change: Change) -> Operation {
+        lastOperation += 1
+        return Operation(number: lastOperation, change: change)
+    }
 }

@@ -20,7 +20,7 @@ final class ClusterMessageCodecTests: XCTestCase {
         let selection = ClusterSocketSelection(rooms: ["room-1", "ünïcode"], exceptRooms: ["muted"])
         let record = RemoteSocketRecord(
             id: "sock1", handshake: ByteBuffer(string: #"{"query":{}}"#), rooms: ["sock1", "room-1"],
-            data: ByteBuffer(string: #"{"user":"ann"}"#))
+            data: packet)
         let payloads: [ClusterPayload] = [
             .heartbeat(isInitial: true),
             .heartbeat(isInitial: false),
@@ -40,8 +40,8 @@ final class ClusterMessageCodecTests: XCTestCase {
             .broadcastAck(request: 6, packet: packet),
             .adapterClose,
             .recoverablePacket(offset: "node-a.7f3c-1z", selection: selection, packet: packet),
-            .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: ["sock1", "r"], data: ByteBuffer(string: "{}"))),
-            .streamProbe(id: "probe-1"),
+            .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: ["sock1", "r"], data: packet)),
+            .restoreClaim(id: "claim-1", privateId: "pid"),
         ]
         for payload in payloads { try roundTrip(payload) }
         // Distinct types really are distinct on the wire.
@@ -62,13 +62,13 @@ final class ClusterMessageCodecTests: XCTestCase {
 
     func testHeaderLayoutIsStable() {
         let body = ClusterMessageCodec.encode(ClusterMessage(origin: "ab", sequence: 258, namespace: "/", payload: .adapterClose))
-        XCTAssertEqual(Array(body.readableBytesView), [1, 13, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 0x2F])
+        XCTAssertEqual(Array(body.readableBytesView), [2, 13, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 0x2F])
     }
 
     func testTruncatedBodiesAreRejectedAtEveryLength() {
         let message = ClusterMessage(
             origin: "node", sequence: 7, namespace: "/",
-            payload: .fetchSocketsResponse(request: 1, sockets: [RemoteSocketRecord(id: "x", handshake: ByteBuffer(string: "{}"), rooms: ["r"], data: ByteBuffer(string: "null"))]))
+            payload: .fetchSocketsResponse(request: 1, sockets: [RemoteSocketRecord(id: "x", handshake: ByteBuffer(string: "{}"), rooms: ["r"], data: packet)]))
         let body = ClusterMessageCodec.encode(message)
         for length in 0..<body.readableBytes {
             let truncated = body.getSlice(at: body.readerIndex, length: length)!
@@ -77,10 +77,10 @@ final class ClusterMessageCodecTests: XCTestCase {
     }
 
     func testForeignBodiesAreTypedErrors() {
-        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [2, 1]))) { error in
-            XCTAssertEqual(error as? ClusterMessageDecodingError, .unsupportedVersion(2))
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [1, 1]))) { error in
+            XCTAssertEqual(error as? ClusterMessageDecodingError, .unsupportedVersion(1), "format 1 carried socket data as JSON text")
         }
-        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [1, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))) { error in
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [2, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .unknownType(99))
         }
         var extra = ClusterMessageCodec.encode(ClusterMessage(origin: "a", sequence: 1, namespace: "/", payload: .adapterClose))
@@ -89,14 +89,14 @@ final class ClusterMessageCodecTests: XCTestCase {
             XCTAssertEqual(error as? ClusterMessageDecodingError, .trailingBytes(1))
         }
         // origin "\u{FF}" is not UTF-8
-        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [1, 13, 0, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0x2F]))) { error in
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [2, 13, 0, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0x2F]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .invalidUTF8(field: "origin"))
         }
     }
 
     func testAHugeClaimedSocketCountDoesNotAllocateBeforeFailing() {
         var body = ByteBuffer()
-        body.writeBytes([1, 8, 0, 1, 0x61])
+        body.writeBytes([2, 8, 0, 1, 0x61])
         body.writeInteger(UInt64(1))
         body.writeBytes([0, 1, 0x2F])
         body.writeInteger(UInt64(1))  // request

@@ -63,16 +63,73 @@ final class ClusterDuplicateFilterTests: XCTestCase {
 }
 
 final class RoomRoutingTests: XCTestCase {
+    private func bind(_ room: String, _ number: UInt64) -> RoomBindingTracker.Operation {
+        .init(number: number, change: .bind(routingKey: "r." + room))
+    }
+
+    private func unbind(_ room: String, _ number: UInt64) -> RoomBindingTracker.Operation {
+        .init(number: number, change: .unbind(routingKey: "r." + room))
+    }
+
     func testBindingsFollowFirstJoinAndLastLeave() {
         var tracker = RoomBindingTracker()
-        XCTAssertEqual(tracker.socketJoined("x"), .bind(routingKey: "r.x"))
-        XCTAssertNil(tracker.socketJoined("x"))
-        XCTAssertEqual(tracker.socketJoined("y"), .bind(routingKey: "r.y"))
+        XCTAssertEqual(tracker.socketJoined("s1", room: "x"), bind("x", 1))
+        XCTAssertNil(tracker.socketJoined("s2", room: "x"))
+        XCTAssertEqual(tracker.socketJoined("s1", room: "y"), bind("y", 2))
         XCTAssertEqual(tracker.boundRoutingKeys, ["all", "r.x", "r.y"])
-        XCTAssertNil(tracker.socketLeft("x"))
-        XCTAssertEqual(tracker.socketLeft("x"), .unbind(routingKey: "r.x"))
-        XCTAssertNil(tracker.socketLeft("x"), "leaving a room with no members changes nothing")
+        XCTAssertNil(tracker.socketLeft("s1", room: "x"))
+        XCTAssertEqual(tracker.socketLeft("s2", room: "x"), unbind("x", 3))
+        XCTAssertNil(tracker.socketLeft("s2", room: "x"), "leaving a room with no members changes nothing")
         XCTAssertEqual(tracker.roomCount, 1)
+    }
+
+    func testASocketJoiningTwiceIsOneMember() {
+        var tracker = RoomBindingTracker()
+        XCTAssertEqual(tracker.socketJoined("s1", room: "x"), bind("x", 1))
+        XCTAssertNil(tracker.socketJoined("s1", room: "x"), "its own join racing a remote socketsJoin")
+        XCTAssertNil(tracker.socketLeft("s9", room: "x"), "a socket that never joined cannot empty the room")
+        XCTAssertEqual(tracker.socketLeft("s1", room: "x"), unbind("x", 2), "one leave ends the membership")
+    }
+
+    func testAJoinWaitsForTheBindOfItsRoomAndNoLonger() {
+        var tracker = RoomBindingTracker()
+        _ = tracker.socketJoined("s1", room: "x")  // operation 1
+        XCTAssertEqual(tracker.operationToAwait(rooms: ["x"]), 1)
+        XCTAssertNil(tracker.socketJoined("s2", room: "x"))
+        XCTAssertEqual(tracker.operationToAwait(rooms: ["x"]), 1, "a second member waits for the pending bind too")
+        _ = tracker.socketJoined("s2", room: "y")  // operation 2
+        XCTAssertEqual(tracker.operationToAwait(rooms: ["x", "y"]), 2, "the later of the two binds")
+        tracker.finished(1)
+        XCTAssertNil(tracker.operationToAwait(rooms: ["x"]))
+        XCTAssertEqual(tracker.operationToAwait(rooms: ["x", "y"]), 2)
+        tracker.finished(2)
+        XCTAssertNil(tracker.operationToAwait(rooms: ["x", "y"]))
+        XCTAssertNil(tracker.operationToAwait(rooms: ["never-joined"]))
+    }
+
+    func testRejoinAfterTheLastLeaveBindsAgainAfterTheUnbind() {
+        var tracker = RoomBindingTracker()
+        _ = tracker.socketJoined("s1", room: "x")
+        tracker.finished(1)
+        XCTAssertEqual(tracker.socketLeft("s1", room: "x"), unbind("x", 2))
+        // The unbind has not run yet; a new member must not count on the old binding.
+        XCTAssertEqual(tracker.socketJoined("s2", room: "x"), bind("x", 3), "the bind is ordered after the unbind")
+        XCTAssertEqual(tracker.operationToAwait(rooms: ["x"]), 3)
+        tracker.finished(2)
+        XCTAssertEqual(tracker.operationToAwait(rooms: ["x"]), 3, "the unbind finishing does not complete the join")
+        tracker.finished(3)
+        XCTAssertNil(tracker.operationToAwait(rooms: ["x"]))
+    }
+
+    func testRecoveryRebindsEveryRoomWithMembers() {
+        var tracker = RoomBindingTracker()
+        _ = tracker.socketJoined("s1", room: "b")
+        _ = tracker.socketJoined("s1", room: "a")
+        _ = tracker.socketJoined("s2", room: "gone")
+        _ = tracker.socketLeft("s2", room: "gone")
+        tracker.finished(4)
+        XCTAssertEqual(tracker.rebindAll(), [bind("a", 5), bind("b", 6)])
+        XCTAssertEqual(tracker.operationToAwait(rooms: ["a", "b"]), 6)
     }
 
     func testRoutingKeysForBroadcasts() {
@@ -89,7 +146,7 @@ final class ClusterRequestTrackerTests: XCTestCase {
         var tracker = ClusterRequestTracker()
         let (request, immediate) = tracker.begin(.fetchSockets, awaiting: ["b", "c"], deadlineNanoseconds: 100)
         XCTAssertNil(immediate)
-        let socket = RemoteSocketRecord(id: "s1", handshake: ByteBuffer(), rooms: ["s1"], data: ByteBuffer(string: "null"))
+        let socket = RemoteSocketRecord(id: "s1", handshake: ByteBuffer(), rooms: ["s1"], data: EncodedPacket(messages: [EngineMessage(text: "2[null]")]))
         guard case .recorded = tracker.receive(.fetchSocketsResponse(request: request, sockets: [socket]), from: "b") else { return XCTFail() }
         guard case .ignored = tracker.receive(.fetchSocketsResponse(request: request, sockets: [socket]), from: "b") else {
             return XCTFail("a second answer from the same node is ignored")

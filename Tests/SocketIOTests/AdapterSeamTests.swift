@@ -44,7 +44,23 @@ private final class RecordingAdapter: SocketIOAdapter {
         return expectAcks ? ["ok-from-node-2"] : []
     }
     func persistSession(_ session: PersistedSession) async {}
-    func restoreSession(privateId: String, offset: String) async -> RestoredSession? { nil }
+    /// What `restoreSession` finds (nothing unless a test sets it).
+    let restorable = NIOLockedValueBox<RestoredSession?>(nil)
+    func restoreSession(privateId: String, offset: String) async -> RestoredSession? { restorable.withLockedValue { $0 } }
+
+    /// Joins wait here until `releaseRoutes` (as a cluster adapter waits for its broker).
+    let routeWaiters = NIOLockedValueBox<[(Set<String>, CheckedContinuation<Void, Never>)]>([])
+    func waitUntilRoomsRouted(_ rooms: Set<String>) async {
+        await withCheckedContinuation { continuation in routeWaiters.withLockedValue { $0.append((rooms, continuation)) } }
+    }
+    func releaseRoutes() -> [Set<String>] {
+        let waiters = routeWaiters.withLockedValue { waiters in
+            defer { waiters.removeAll() }
+            return waiters
+        }
+        for (_, continuation) in waiters { continuation.resume() }
+        return waiters.map(\.0)
+    }
 }
 
 final class AdapterSeamTests: XCTestCase {
@@ -90,5 +106,65 @@ final class AdapterSeamTests: XCTestCase {
         io.sockets.handleServerSideEmit(["sync", "a"], ack: SocketIOAcknowledgement { args in answered.withLockedValue { $0 = args } })
         XCTAssertEqual(received.withLockedValue { $0 }, ["a"])
         XCTAssertEqual(answered.withLockedValue { $0 }, ["done"])
+    }
+
+    func testJoinAndWaitReturnsOnlyOnceTheAdapterRoutedTheRooms() async throws {
+        var configuration = SocketIOServerConfiguration()
+        let adapters = NIOLockedValueBox<[String: RecordingAdapter]>([:])
+        configuration.adapterFactory = { namespace in
+            let adapter = RecordingAdapter(namespace: namespace)
+            adapters.withLockedValue { $0[namespace.name] = adapter }
+            return adapter
+        }
+        let io = SocketIOServer(configuration)
+        let (_, sid) = try await io.connectedClient()
+        let adapter = try XCTUnwrap(adapters.withLockedValue { $0["/"] })
+        let socket = try XCTUnwrap(io.sockets.localSocket(id: sid))
+
+        let finished = NIOLockedValueBox(false)
+        let join = Task {
+            await socket.joinAndWait("r1", "r2")
+            finished.withLockedValue { $0 = true }
+        }
+        // The membership is local and immediate; only the return waits for the adapter.
+        while adapter.routeWaiters.withLockedValue({ $0.isEmpty }) { await Task.yield() }
+        XCTAssertEqual(socket.rooms, [sid, "r1", "r2"])
+        try await Task.sleep(nanoseconds: 50_000_000)
+        XCTAssertFalse(finished.withLockedValue { $0 }, "returned before the adapter said the rooms are routed")
+        XCTAssertEqual(adapter.releaseRoutes(), [["r1", "r2"]])
+        await join.value
+        XCTAssertTrue(finished.withLockedValue { $0 })
+    }
+
+    func testJoinAndWaitWithTheInMemoryAdapterJoinsAtOnce() async throws {
+        let io = SocketIOServer(SocketIOServerConfiguration())
+        let (_, sid) = try await io.connectedClient()
+        let socket = try XCTUnwrap(io.sockets.localSocket(id: sid))
+        await socket.joinAndWait("lobby")
+        XCTAssertEqual(socket.rooms, [sid, "lobby"])
+    }
+
+    func testARestoredSocketIsConnectedOnlyOnceItsRoomsAreRouted() async throws {
+        var configuration = SocketIOServerConfiguration(connectionStateRecovery: ConnectionStateRecovery())
+        let adapters = NIOLockedValueBox<[String: RecordingAdapter]>([:])
+        configuration.adapterFactory = { namespace in
+            let adapter = RecordingAdapter(namespace: namespace)
+            adapters.withLockedValue { $0[namespace.name] = adapter }
+            return adapter
+        }
+        let io = SocketIOServer(configuration)
+        let adapter = try XCTUnwrap(adapters.withLockedValue { $0["/"] })
+        adapter.restorable.withLockedValue {
+            $0 = RestoredSession(session: PersistedSession(socketId: "old-id", privateId: "p", rooms: ["r"], data: .null), missedPackets: [])
+        }
+        let connection = try await io.openFakeConnection()
+        try await connection.receive(#"0{"pid":"p","offset":"o"}"#)
+        while adapter.routeWaiters.withLockedValue({ $0.isEmpty }) { await Task.yield() }
+        XCTAssertEqual(adapter.socketRooms("old-id"), ["r"], "the rooms are joined before the client hears of it")
+        try await assertEqual(try await connection.settle(), [], "no CONNECT reply before the rooms are routed")
+        XCTAssertEqual(adapter.releaseRoutes(), [["r"]])
+        let reply = try await connection.nextText()
+        XCTAssertTrue(reply.hasPrefix(#"0{"sid":"old-id""#), reply)
+        XCTAssertEqual(adapter.socketRooms("old-id"), ["old-id", "r"])
     }
 }

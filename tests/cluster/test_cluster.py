@@ -245,6 +245,16 @@ class RawSocketIOClient:
                 break
         return self.events
 
+    def call(self, event, argument, ack_id=0, timeout=10):
+        """Emits with an ack id and returns the ack's arguments (events meanwhile are kept)."""
+        self.ws.send(f"42{ack_id}" + self.json.dumps([event, argument]))
+        self.ws.settimeout(timeout)
+        while True:
+            packet = self._next()
+            if packet.startswith(f"43{ack_id}["):
+                return self.json.loads(packet[len(f"43{ack_id}"):])
+            self._record(packet)
+
     def close(self):
         self.ws.close()
 
@@ -281,14 +291,7 @@ def _room_traffic_reaching_uninvolved_node(cluster, clients):
     member = clients(cluster[0])
     assert member.call("join", "solo") == "solo"
     senders = [clients(cluster[1]), clients(cluster[2])]
-    # The room binding (room-aware mode) is made asynchronously after the join: wait until
-    # a warm-up from each sender arrives before counting.
-    for sender in senders:
-        def warmed_up(sender=sender):
-            sender.call("broadcast", {"room": "solo", "payload": "warmup-" + sender.node.name})
-            return wait_until(lambda: "warmup-" + sender.node.name in _payloads(member), 0.5)
-        assert wait_until(warmed_up, 10, interval=0), "room binding never became effective"
-    _settle()
+    # No warm-up: the join's ack already means the room binding is in place (joinAndWait).
     probe_c = clients(cluster[2])
     before = probe_c.call("metrics")["receivedBroadcasts"]
     for sender in senders:
@@ -338,3 +341,159 @@ def test_measure_cross_node_broadcast_rate_and_publish_latency(cluster, clients)
           f"({count / elapsed:.0f}/s, emitter paced at <=1000/s); publish latency mean "
           f"{metrics['meanPublishLatencyMs']:.2f} ms, max {metrics['maxPublishLatencyMs']:.1f} ms; "
           f"{metrics['published']} messages in {metrics['publishedBatches']} AMQP publishes")
+
+
+@pytest.mark.parametrize("cluster", [("--room-aware",)], indirect=True)
+def test_room_aware_join_is_effective_on_every_node_once_acknowledged(cluster, clients):
+    """The join handler acknowledges after `joinAndWait`: a broadcast sent to the room right
+    after the ack, from another node, must reach the new member, every time."""
+    member = clients(cluster[1])
+    sender = clients(cluster[0])
+    rounds = 40
+    for index in range(rounds):
+        room = f"fresh-{index}"
+        assert member.call("join", room) == room
+        assert sender.call("broadcast", {"room": room, "payload": room}) is True
+    expected = [f"fresh-{index}" for index in range(rounds)]
+    wait_until(lambda: len(_payloads(member)) >= rounds, 10)
+    _settle()
+    assert sorted(_payloads(member)) == sorted(expected), f"missed {sorted(set(expected) - set(_payloads(member)))}"
+
+
+@pytest.mark.parametrize("cluster", [("--room-aware",)], indirect=True)
+def test_room_aware_rejoin_after_last_leave_is_never_undone_by_the_unbind(cluster, clients):
+    """Leave (last member: unbind) and join again at once, many times: the new join's bind
+    must come after the old unbind, so the broadcast after each join arrives."""
+    member = clients(cluster[1])
+    sender = clients(cluster[0])
+    rounds = 25
+    for index in range(rounds):
+        assert member.call("join", "cycle") == "cycle"
+        assert sender.call("broadcast", {"room": "cycle", "payload": f"in-{index}"}) is True
+        # The sender's ack means "published", not "delivered": leave only once it arrived
+        # (a packet reaching the node after the leave is rightly not delivered).
+        if not wait_until(lambda: f"in-{index}" in _payloads(member), 5):
+            break
+        assert member.call("leave", "cycle") == "cycle"
+        # Published while the room is left; it may still arrive after the next join (then it is
+        # rightly delivered), so only the "in" packets are counted.
+        assert sender.call("broadcast", {"room": "cycle", "payload": f"out-{index}"}) is True
+    _settle()
+    received = [p for p in _payloads(member) if p.startswith("in-")]
+    expected = [f"in-{index}" for index in range(rounds)]
+    assert received == expected, f"missed {sorted(set(expected) - set(received))}"
+
+
+def test_fetch_sockets_keeps_binary_values_in_remote_socket_data(cluster, clients):
+    a1, b1 = clients(cluster[0]), clients(cluster[1])
+    blob = bytes([0, 1, 2, 0xFF, 0x7B, 0x22]) + b"tail"
+    assert b1.call("set-data", {"avatar": blob, "nested": {"bytes": [b"\x00", 7]}}) is True
+    assert b1.call("join", "bin") == "bin"
+    sockets = a1.call("fetch-sockets", {"room": "bin"})
+    assert [s["id"] for s in sockets] == [b1.sid]
+    data = sockets[0]["data"]
+    assert data["node"] == "b"
+    assert data["avatar"] == blob and isinstance(data["avatar"], bytes)
+    assert data["nested"] == {"bytes": [b"\x00", 7]}
+
+
+def test_a_session_is_restored_once_when_a_client_reconnects_to_two_nodes_at_once(cluster, clients):
+    import threading
+
+    sender = clients(cluster[0])
+    raw = RawSocketIOClient(cluster[0])
+    sid, pid = raw.connect_reply["sid"], raw.connect_reply["pid"]
+    assert sender.call("broadcast", {"payload": "seen"}) is True
+    offset = raw.read_events(1, 10)[-1][-1]
+    raw.close()
+    time.sleep(0.5)
+    for index in range(3):
+        assert sender.call("broadcast", {"payload": f"missed-{index}"}) is True
+    time.sleep(0.5)
+    attempts = {}
+    errors = []
+
+    def reconnect(node):
+        try:
+            attempts[node.name] = RawSocketIOClient(node, auth={"pid": pid, "offset": offset})
+        except Exception as error:  # reported below, so a failure is not silent
+            errors.append(error)
+
+    threads = [threading.Thread(target=reconnect, args=(node,)) for node in (cluster[1], cluster[2])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert not errors, errors
+        restored = [name for name, client in attempts.items() if client.connect_reply["sid"] == sid]
+        assert len(restored) == 1, f"restored on {restored}; one of b and c must win, the other start over"
+        winner = attempts[restored[0]]
+        loser = attempts[({"b", "c"} - set(restored)).pop()]
+        assert [event[1] for event in winner.read_events(3, 10)] == ["missed-0", "missed-1", "missed-2"]
+        assert loser.connect_reply["sid"] != sid
+        assert loser.read_events(1, 1) == [], "a refused restore replays nothing"
+        # The same pid and offset once more, later and on the first node: still refused.
+        late = RawSocketIOClient(cluster[0], auth={"pid": pid, "offset": offset})
+        try:
+            assert late.connect_reply["sid"] != sid
+        finally:
+            late.close()
+    finally:
+        for client in attempts.values():
+            client.close()
+
+
+@pytest.mark.parametrize("cluster", [(), ("--room-aware",)], indirect=True, ids=["fanout", "room-aware"])
+def test_measure_room_broadcast_deliveries_per_node(cluster, clients, request):
+    """Prints the numbers in docs/CLUSTER.md. One member per node, each in its own room
+    (room-a on node a, ...); every node broadcasts 10 packets to each of the three rooms."""
+    members = [clients(node) for node in cluster]
+    for member, node in zip(members, cluster):
+        assert member.call("join", "room-" + node.name) == "room-" + node.name
+    senders = [clients(node) for node in cluster]
+    before = [s.call("metrics")["receivedBroadcasts"] for s in senders]
+    per_room = 10
+    for sender in senders:
+        for node in cluster:
+            for index in range(per_room):
+                assert sender.call("broadcast", {"room": "room-" + node.name, "payload": index}) is True
+    expected_per_member = per_room * len(cluster)
+    assert wait_until(lambda: all(len(_payloads(m)) >= expected_per_member for m in members), 15)
+    _settle()
+    for member in members:
+        assert sorted(_payloads(member)) == sorted(list(range(per_room)) * len(cluster))
+    delivered = [s.call("metrics")["receivedBroadcasts"] - b for s, b in zip(senders, before)]
+    room_aware = "room-aware" in request.node.callspec.id
+    print(f"\n{'room-aware' if room_aware else 'fan-out'}: room broadcasts delivered to each node "
+          f"{dict(zip((n.name for n in cluster), delivered))} for {per_room * len(cluster) ** 2} broadcasts")
+    other_nodes = len(cluster) - 1
+    # Fan-out: every broadcast of the two other nodes. Room-aware: only those to its own room.
+    expected = per_room * other_nodes if room_aware else per_room * len(cluster) * other_nodes
+    assert delivered == [expected] * len(cluster)
+
+
+@pytest.mark.parametrize("cluster", [("--room-aware",)], indirect=True)
+def test_recovered_socket_gets_room_broadcasts_sent_right_after_it_reconnected(cluster, clients):
+    """A socket restored on another node comes back in its rooms; with room-aware routing
+    that node may have no binding for them yet. Right after the CONNECT reply, a broadcast
+    from a third node to the room must reach it."""
+    node_a, node_b, node_c = cluster
+    sender_a, sender_c = clients(node_a), clients(node_c)
+    for index in range(4):
+        room = f"rec-{index}"
+        raw = RawSocketIOClient(node_a)
+        sid, pid = raw.connect_reply["sid"], raw.connect_reply["pid"]
+        assert raw.call("join", room) == [room]
+        assert sender_a.call("broadcast", {"room": room, "payload": "before"}) is True
+        offset = raw.read_events(1, 10)[-1][-1]
+        raw.close()
+        time.sleep(0.5)
+        again = RawSocketIOClient(node_b, auth={"pid": pid, "offset": offset})
+        try:
+            assert again.connect_reply["sid"] == sid, f"round {index}: not recovered"
+            assert sender_c.call("broadcast", {"room": room, "payload": f"live-{index}"}) is True
+            events = again.read_events(1, 5)
+            assert [event[1] for event in events] == [f"live-{index}"], f"round {index}"
+        finally:
+            again.close()
