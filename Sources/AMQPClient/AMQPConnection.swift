@@ -159,7 +159,8 @@ public final class AMQPConnection: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tlsContext {
-                        let tls = try NIOSSLClientHandler(context: tlsContext, serverHostname: endpoint.host)
+                        let tls = try NIOSSLClientHandler(context: tlsContext,
+                                                          serverHostname: Self.tlsServerName(for: endpoint, configuration))
                         try channel.pipeline.syncOperations.addHandler(tls)
                     }
                     try channel.pipeline.syncOperations.addHandler(handler)
@@ -187,6 +188,14 @@ public final class AMQPConnection: Sendable {
             socket.close(promise: nil)
             throw error
         }
+    }
+
+    /// SNI may not carry an IP address; without a name NIOSSL checks the peer's IP against the
+    /// certificate instead, which is what connecting to `amqps://127.0.0.1` should mean.
+    static func tlsServerName(for endpoint: AMQPEndpoint, _ configuration: AMQPConnectionConfiguration) -> String? {
+        if let name = configuration.tlsServerName { return name }
+        let isIPAddress = (try? SocketAddress(ipAddress: endpoint.host, port: 0)) != nil
+        return isIPAddress ? nil : endpoint.host
     }
 
     static func clientProperties(connectionName: String?) -> AMQPFieldTable {

@@ -107,6 +107,12 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
         self.closedPromise = eventLoop.makePromise()
     }
 
+    deinit {
+        // Dropped without close() (e.g. the application lost its last reference): settle the
+        // promise so nothing waits on it forever, and NIO's leak check stays quiet.
+        if !didFinish { closedPromise.fail(AMQPError.connectionClosed) }
+    }
+
     // MARK: State reporting
 
     func emit(_ state: AMQPConnectionState) {
