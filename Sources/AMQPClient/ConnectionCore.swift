@@ -431,6 +431,7 @@ extension ConnectionCore {
         let sequence: UInt64?
         do {
             sequence = try machine.publish(exchange: exchange, routingKey: routingKey, mandatory: mandatory,
+                                           properties: properties, body: body,
                                            confirmPromise: channel.confirmMode ? promise : nil)
         } catch {
             channel.machine = machine

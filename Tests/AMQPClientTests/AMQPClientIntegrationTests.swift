@@ -206,6 +206,59 @@ final class AMQPClientIntegrationTests: XCTestCase {
         try await connection.close()
     }
 
+    /// Thousands of mandatory publishes in flight on one confirm channel, all to one headers exchange
+    /// with the same (empty) routing key; a header decides whether a message routes. Exactly the
+    /// unroutable ones must throw `.unroutable`, and exactly the others must be delivered.
+    func testConcurrentMandatoryPublishesFailExactlyTheUnroutableOnes() async throws {
+        let connection = try await connect(name: "it-returns-many")
+        let channel = try await connection.openChannel()
+        let exchange = uniqueName("it-headers")
+        try await channel.exchangeDeclare(exchange, type: "headers", autoDelete: true)
+        let queue = try await channel.queueDeclare("", exclusive: true).queue
+        try await channel.queueBind(queue: queue, exchange: exchange,
+                                    arguments: ["x-match": .longString("all"), "route": .longString("yes")])
+        try await channel.confirmSelect()
+
+        let total = 5_000
+        // Irregular, clustered pattern so that runs of returns and single ones both occur.
+        let unroutable = Set((0..<total).filter { $0 % 7 == 3 || ($0 / 100) % 9 == 4 })
+        let outcomes = PublishOutcomes()
+        let returnedIndices = ReceivedSet()
+        try await withTimeout(seconds: 120) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let workers = 200
+                for worker in 0..<workers {
+                    group.addTask {
+                        for index in stride(from: worker, to: total, by: workers) {
+                            let properties = AMQPBasicProperties(headers: [
+                                "route": .longString(unroutable.contains(index) ? "no" : "yes"),
+                            ])
+                            // Bodies repeat every 10 messages: matching must not rely on unique bodies.
+                            do {
+                                try await channel.publish("body-\(index % 10)", exchange: exchange, routingKey: "",
+                                                          properties: properties, mandatory: true)
+                                await outcomes.confirmed(index)
+                            } catch AMQPError.unroutable(let reason) {
+                                XCTAssertEqual(reason.kind, .noRoute)
+                                await returnedIndices.insert(index)
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let confirmed = await outcomes.confirmedSet
+        XCTAssertEqual(confirmed, Set(0..<total).subtracting(unroutable))
+        let missingReturns = await returnedIndices.missing(from: unroutable)
+        XCTAssertTrue(missingReturns.isEmpty, "unroutable but confirmed: \(missingReturns.sorted().prefix(20))")
+        // Confirmed means enqueued: the queue holds exactly the routable ones.
+        let messageCount = try await channel.queueDeclare(queue, passive: true).messageCount
+        XCTAssertEqual(Int(messageCount), total - unroutable.count)
+        try await channel.exchangeDelete(exchange)
+        try await connection.close()
+    }
+
     func testReturnsWithoutConfirmsAndExchangeToExchangeBinding() async throws {
         let connection = try await connect(name: "it-returns")
         let channel = try await connection.openChannel()
