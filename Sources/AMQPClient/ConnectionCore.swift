@@ -321,7 +321,12 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
             default:
                 isConnectionLevel = false
             }
-            if isConnectionLevel && !closeRequestedByApplication && configuration.recovery.isEnabled {
+            // The broker refused something recovery asked on an application channel (e.g. a consume on
+            // a queue that is now exclusive elsewhere): keep the channel and its other consumers for
+            // recovery to reopen, instead of ending them all.
+            let closedDuringRestore = isRestoring && publicChannels[channel.id] != nil
+                && { if case .channelClosedByBroker = failure { true } else { false } }()
+            if (isConnectionLevel || closedDuringRestore) && !closeRequestedByApplication && configuration.recovery.isEnabled {
                 // The channel will be reopened by recovery; its consumers keep their sequences.
                 for sink in channel.consumers.values { flushBatch(of: sink) }
                 return
@@ -345,6 +350,15 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
             logger.error("protocol violation on channel", metadata: ["channel": "\(channel.id)", "detail": "\(text)"])
             socket?.pipeline.fireErrorCaught(AMQPError.protocolViolation(text))
         }
+    }
+
+    /// Recovery could not restart this consumer: end its sequence with the broker's reason.
+    func consumerLostInRecovery(channelID: UInt16, tag: String, error: AMQPError) {
+        topology.consumerCancelled(tag: tag)
+        guard let sink = channels[channelID]?.consumers.removeValue(forKey: tag) else { return }
+        releaseReads(sink)
+        flushBatch(of: sink)
+        sink.source.finish(error)
     }
 
     private func flushBatch(of sink: ConsumerSink) {
