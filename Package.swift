@@ -185,6 +185,7 @@ let package = Package(
             dependencies: [
                 "AMQPClient", "AMQPProtocol",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .testTarget(name: "SIOBenchTests", dependencies: ["SIOBench"]),

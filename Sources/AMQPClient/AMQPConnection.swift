@@ -159,7 +159,8 @@ public final class AMQPConnection: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tlsContext {
-                        let tls = try NIOSSLClientHandler(context: tlsContext, serverHostname: endpoint.host)
+                        let tls = try NIOSSLClientHandler(context: tlsContext,
+                                                          serverHostname: Self.tlsServerName(for: endpoint, configuration))
                         try channel.pipeline.syncOperations.addHandler(tls)
                     }
                     try channel.pipeline.syncOperations.addHandler(handler)
@@ -187,6 +188,14 @@ public final class AMQPConnection: Sendable {
             socket.close(promise: nil)
             throw error
         }
+    }
+
+    /// SNI may not carry an IP address; without a name NIOSSL checks the peer's IP against the
+    /// certificate instead, which is what connecting to `amqps://127.0.0.1` should mean.
+    static func tlsServerName(for endpoint: AMQPEndpoint, _ configuration: AMQPConnectionConfiguration) -> String? {
+        if let name = configuration.tlsServerName { return name }
+        let isIPAddress = (try? SocketAddress(ipAddress: endpoint.host, port: 0)) != nil
+        return isIPAddress ? nil : endpoint.host
     }
 
     static func clientProperties(connectionName: String?) -> AMQPFieldTable {
@@ -281,39 +290,31 @@ public final class AMQPConnection: Sendable {
         let core = self.core
         let channelCores = try await core.eventLoop.submit { core.channels.values.sorted { $0.id < $1.id } }.get()
         for channel in channelCores {
-            let promise = core.eventLoop.makePromise(of: AMQPMethod.self)
-            core.eventLoop.execute { core.openChannel(channel, promise: promise) }
-            _ = try await promise.futureResult.get()
-            if let qos = try await core.eventLoop.submit({ channel.qos }).get() {
-                _ = try await rpc(.basicQos(qos), on: channel)
-            }
-            if try await core.eventLoop.submit({ channel.confirmMode }).get() {
-                _ = try await rpc(.confirmSelect(ConfirmSelect(noWait: false)), on: channel)
-            }
+            try await reopen(channel)
         }
 
         // Topology goes through one short-lived channel of its own, like a fresh declare would.
         let topology = try await core.eventLoop.submit { core.topology }.get()
         var recoveryChannel = try await openRecoveryChannel()
-        func redeclare(_ method: AMQPMethod, what: String) async throws -> AMQPMethod? {
+        func redeclare(_ method: AMQPMethod, what: AMQPRecoveryFailure.Entity) async throws -> AMQPMethod? {
             do {
                 return try await rpc(method, on: recoveryChannel)
             } catch AMQPError.channelClosedByBroker(let reason) {
                 // Right after a broker restart its queues may not be up yet: try the whole
                 // recovery again later rather than lose the queue and its consumers for good.
                 if reason.isTransientUnavailability { throw AMQPError.connectionLost("\(what) not available yet: \(reason)") }
-                // One bad entity (e.g. now conflicting) must not stop the rest; log and go on.
-                logger.error("could not recover \(what)", metadata: ["reason": "\(reason)"])
+                // One bad entity (e.g. now conflicting) must not stop the rest; report and go on.
+                report(AMQPRecoveryFailure(entity: what, reason: reason))
                 recoveryChannel = try await openRecoveryChannel()
                 return nil
             }
         }
         for exchange in topology.exchanges {
-            _ = try await redeclare(.exchangeDeclare(exchange), what: "exchange \(exchange.exchange)")
+            _ = try await redeclare(.exchangeDeclare(exchange), what: .exchange(exchange.exchange))
         }
         for queue in topology.queues {
             let declaration = TopologyRecorder.redeclaration(of: queue)
-            guard case .queueDeclareOk(let ok)? = try await redeclare(.queueDeclare(declaration), what: "queue \(queue.name)") else {
+            guard case .queueDeclareOk(let ok)? = try await redeclare(.queueDeclare(declaration), what: .queue(queue.name)) else {
                 continue
             }
             if ok.queue != queue.name {
@@ -323,30 +324,64 @@ public final class AMQPConnection: Sendable {
         }
         let renamed = try await core.eventLoop.submit { core.topology }.get()
         for binding in renamed.queueBindings {
-            _ = try await redeclare(.queueBind(binding), what: "binding \(binding.exchange)->\(binding.queue)")
+            _ = try await redeclare(.queueBind(binding), what: .queueBinding(queue: binding.queue, exchange: binding.exchange,
+                                                                             routingKey: binding.routingKey))
         }
         for binding in renamed.exchangeBindings {
-            _ = try await redeclare(.exchangeBind(binding), what: "binding \(binding.source)->\(binding.destination)")
+            _ = try await redeclare(.exchangeBind(binding), what: .exchangeBinding(destination: binding.destination, source: binding.source,
+                                                                                   routingKey: binding.routingKey))
         }
         let closePromise = core.eventLoop.makePromise(of: AMQPMethod.self)
         let finishedRecoveryChannel = recoveryChannel
         core.eventLoop.execute { core.closeChannel(finishedRecoveryChannel, promise: closePromise) }
         _ = try? await closePromise.futureResult.get()
 
-        for consumer in renamed.consumers {
+        // A consume the broker refuses closes its channel, and with it the consumers restored on it
+        // before: report the refused one, reopen the channel and restart the others.
+        var pending = renamed.consumers[...]
+        var restored: [UInt16: [TopologyRecorder.RecordedConsumer]] = [:]
+        while let consumer = pending.popFirst() {
             guard let channel = channelCores.first(where: { $0.id == consumer.channelID }) else { continue }
             let consume = BasicConsume(queue: consumer.queue, consumerTag: consumer.consumerTag, noLocal: false,
                                        noAck: consumer.noAck, exclusive: consumer.exclusive, noWait: false,
                                        arguments: consumer.arguments)
             do {
                 _ = try await rpc(.basicConsume(consume), on: channel)
+                restored[channel.id, default: []].append(consumer)
             } catch AMQPError.channelClosedByBroker(let reason) {
                 if reason.isTransientUnavailability {
                     throw AMQPError.connectionLost("consumer \(consumer.consumerTag) not available yet: \(reason)")
                 }
-                logger.error("could not recover consumer", metadata: ["tag": "\(consumer.consumerTag)", "reason": "\(reason)"])
+                report(AMQPRecoveryFailure(entity: .consumer(tag: consumer.consumerTag, queue: consumer.queue), reason: reason))
+                try await core.eventLoop.submit {
+                    core.consumerLostInRecovery(channelID: channel.id, tag: consumer.consumerTag,
+                                                error: .channelClosedByBroker(reason))
+                }.get()
+                try await reopen(channel)
+                pending = ArraySlice((restored.removeValue(forKey: channel.id) ?? []) + pending)
             }
         }
+    }
+
+    /// Opens the channel's next incarnation with its qos and confirm mode.
+    private func reopen(_ channel: ChannelCore) async throws {
+        let core = self.core
+        let promise = core.eventLoop.makePromise(of: AMQPMethod.self)
+        core.eventLoop.execute { core.openChannel(channel, promise: promise) }
+        _ = try await promise.futureResult.get()
+        if let qos = try await core.eventLoop.submit({ channel.qos }).get() {
+            _ = try await rpc(.basicQos(qos), on: channel)
+        }
+        if try await core.eventLoop.submit({ channel.confirmMode }).get() {
+            _ = try await rpc(.confirmSelect(ConfirmSelect(noWait: false)), on: channel)
+        }
+    }
+
+    /// Log and state stream: something the application had declared is not back.
+    private func report(_ failure: AMQPRecoveryFailure) {
+        logger.error("AMQP recovery could not restore \(failure)")
+        let core = self.core
+        core.eventLoop.execute { core.emit(.topologyRecoveryFailed(failure)) }
     }
 
     private func openRecoveryChannel() async throws -> ChannelCore {

@@ -30,8 +30,13 @@ public struct AMQPConnectionConfiguration: Sendable {
     /// 0 means "no limit from our side"; then the broker's value wins.
     public var channelMax: UInt16
     public var frameMax: UInt32
-    /// Used for `amqps` endpoints; default verifies the broker certificate.
+    /// Used for `amqps` endpoints; default verifies the broker certificate against the system roots
+    /// (set `trustRoots` for a private CA).
     public var tlsConfiguration: TLSConfiguration?
+    /// The name the broker's certificate must carry, also sent as SNI. Nil: the endpoint's host (an IP
+    /// address is then checked against the certificate's IP entries). Set it when the address you
+    /// connect to is not a name the certificate lists, e.g. a load balancer's IP.
+    public var tlsServerName: String?
     public var connectTimeout: Duration
     public var recovery: Recovery
 
@@ -62,6 +67,7 @@ public struct AMQPConnectionConfiguration: Sendable {
         channelMax: UInt16 = 2047,
         frameMax: UInt32 = 131_072,
         tlsConfiguration: TLSConfiguration? = nil,
+        tlsServerName: String? = nil,
         connectTimeout: Duration = .seconds(10),
         recovery: Recovery = Recovery()
     ) {
@@ -74,6 +80,7 @@ public struct AMQPConnectionConfiguration: Sendable {
         self.channelMax = channelMax
         self.frameMax = frameMax
         self.tlsConfiguration = tlsConfiguration
+        self.tlsServerName = tlsServerName
         self.connectTimeout = connectTimeout
         self.recovery = recovery
     }

@@ -1,6 +1,7 @@
 import AMQPProtocol
 import Logging
 import NIOCore
+import NIOSSL
 
 /// Receives what the socket handler learns once the connection is open. Called on the event loop.
 protocol AMQPConnectionHandlerDelegate: AnyObject {
@@ -82,12 +83,26 @@ final class AMQPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if closeError == nil {
-            closeError = (error as? AMQPError) ?? .connectionLost("\(error)")
+            closeError = (error as? AMQPError) ?? classify(error)
         }
         context.close(promise: nil)
     }
 
+    /// A TLS error before the AMQP handshake finished is a handshake failure (untrusted or misnamed
+    /// certificate) that retrying will not fix; later ones are just a lost connection.
+    private func classify(_ error: Error) -> AMQPError {
+        let isTLSError = error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError
+        if isTLSError, !isOpen {
+            return .tlsHandshakeFailed("\(error)")
+        }
+        return .connectionLost("\(error)")
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Closing after an error: e.g. NIOSSL reports a certificate name mismatch after the TLS
+        // handshake and may still pass on the broker's reply; acting on it would "open" a connection
+        // that is already being torn down.
+        guard closeError == nil else { return }
         var incoming = unwrapInboundIn(data)
         if cumulation == nil {
             cumulation = incoming

@@ -35,6 +35,10 @@ public enum AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidURL(String)
     /// TCP/TLS connect to every endpoint failed (the last failure is reported).
     case connectFailed(endpoint: String, reason: String)
+    /// The TLS handshake failed: the broker's certificate is not trusted (add its CA to
+    /// `tlsConfiguration.trustRoots`), does not name the host (`tlsServerName`), or the peers share no
+    /// TLS version or cipher. The text is the TLS library's reason.
+    case tlsHandshakeFailed(String)
     /// Wrong user/password or no access to the vhost. Not retried by recovery: fix the credentials.
     case authenticationFailed(String)
     /// The broker closed the connection (e.g. 320 CONNECTION_FORCED on shutdown, 530 NOT_ALLOWED vhost).
@@ -73,6 +77,7 @@ public enum AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .invalidURL(let text): "invalid AMQP URL: \(text)"
         case .connectFailed(let endpoint, let reason): "could not connect to \(endpoint): \(reason)"
+        case .tlsHandshakeFailed(let text): "TLS handshake with the broker failed: \(text)"
         case .authenticationFailed(let text): "authentication failed: \(text)"
         case .connectionClosedByBroker(let reason): "connection closed by broker: \(reason)"
         case .channelClosedByBroker(let reason): "channel closed by broker: \(reason)"

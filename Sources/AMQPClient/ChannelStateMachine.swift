@@ -79,14 +79,19 @@ struct ChannelStateMachine {
     /// Registers a publish. Returns the sequence number in confirm mode (nil otherwise), or throws
     /// when the channel cannot publish. The caller writes the frames.
     mutating func publish(exchange: String, routingKey: String, mandatory: Bool,
+                          properties: AMQPBasicProperties = .none, body: ByteBuffer = ByteBuffer(),
                           confirmPromise: PublishPromise?) throws(AMQPError) -> UInt64? {
         guard state == .open else { throw AMQPError.channelClosed }
         guard var tracker = confirms else { return nil }
         guard let confirmPromise else { return nil }
         // Take the tracker out so the array inside is uniquely referenced and appends don't copy.
         confirms = nil
-        let key = mandatory ? ConfirmTracker<PublishPromise>.ReturnKey(exchange: exchange, routingKey: routingKey) : nil
-        let sequence = tracker.register(confirmPromise, mandatoryKey: key)
+        // A mandatory publish keeps what a basic.return would hand back, to recognise its return.
+        let content = mandatory
+            ? ConfirmTracker<PublishPromise>.PublishedContent(exchange: exchange, routingKey: routingKey,
+                                                              properties: properties, body: body)
+            : nil
+        let sequence = tracker.register(confirmPromise, mandatory: content)
         confirms = tracker
         return sequence
     }
@@ -226,7 +231,10 @@ struct ChannelStateMachine {
                                          classID: BasicPublish.classID, methodID: BasicPublish.methodID)
             if var tracker = confirms {
                 confirms = nil
-                let claimed = tracker.markReturned(exchange: returned.exchange, routingKey: returned.routingKey, reason: reason)
+                let claimed = tracker.markReturned(
+                    .init(exchange: returned.exchange, routingKey: returned.routingKey,
+                          properties: content.properties, body: content.body),
+                    reason: reason)
                 confirms = tracker
                 if claimed { return .none }
             }

@@ -107,6 +107,12 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
         self.closedPromise = eventLoop.makePromise()
     }
 
+    deinit {
+        // Dropped without close() (e.g. the application lost its last reference): settle the
+        // promise so nothing waits on it forever, and NIO's leak check stays quiet.
+        if !didFinish { closedPromise.fail(AMQPError.connectionClosed) }
+    }
+
     // MARK: State reporting
 
     func emit(_ state: AMQPConnectionState) {
@@ -315,7 +321,12 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
             default:
                 isConnectionLevel = false
             }
-            if isConnectionLevel && !closeRequestedByApplication && configuration.recovery.isEnabled {
+            // The broker refused something recovery asked on an application channel (e.g. a consume on
+            // a queue that is now exclusive elsewhere): keep the channel and its other consumers for
+            // recovery to reopen, instead of ending them all.
+            let closedDuringRestore = isRestoring && publicChannels[channel.id] != nil
+                && { if case .channelClosedByBroker = failure { true } else { false } }()
+            if (isConnectionLevel || closedDuringRestore) && !closeRequestedByApplication && configuration.recovery.isEnabled {
                 // The channel will be reopened by recovery; its consumers keep their sequences.
                 for sink in channel.consumers.values { flushBatch(of: sink) }
                 return
@@ -339,6 +350,15 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
             logger.error("protocol violation on channel", metadata: ["channel": "\(channel.id)", "detail": "\(text)"])
             socket?.pipeline.fireErrorCaught(AMQPError.protocolViolation(text))
         }
+    }
+
+    /// Recovery could not restart this consumer: end its sequence with the broker's reason.
+    func consumerLostInRecovery(channelID: UInt16, tag: String, error: AMQPError) {
+        topology.consumerCancelled(tag: tag)
+        guard let sink = channels[channelID]?.consumers.removeValue(forKey: tag) else { return }
+        releaseReads(sink)
+        flushBatch(of: sink)
+        sink.source.finish(error)
     }
 
     private func flushBatch(of sink: ConsumerSink) {
@@ -425,6 +445,7 @@ extension ConnectionCore {
         let sequence: UInt64?
         do {
             sequence = try machine.publish(exchange: exchange, routingKey: routingKey, mandatory: mandatory,
+                                           properties: properties, body: body,
                                            confirmPromise: channel.confirmMode ? promise : nil)
         } catch {
             channel.machine = machine

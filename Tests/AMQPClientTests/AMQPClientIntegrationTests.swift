@@ -206,6 +206,59 @@ final class AMQPClientIntegrationTests: XCTestCase {
         try await connection.close()
     }
 
+    /// Thousands of mandatory publishes in flight on one confirm channel, all to one headers exchange
+    /// with the same (empty) routing key; a header decides whether a message routes. Exactly the
+    /// unroutable ones must throw `.unroutable`, and exactly the others must be delivered.
+    func testConcurrentMandatoryPublishesFailExactlyTheUnroutableOnes() async throws {
+        let connection = try await connect(name: "it-returns-many")
+        let channel = try await connection.openChannel()
+        let exchange = uniqueName("it-headers")
+        try await channel.exchangeDeclare(exchange, type: "headers", autoDelete: true)
+        let queue = try await channel.queueDeclare("", exclusive: true).queue
+        try await channel.queueBind(queue: queue, exchange: exchange,
+                                    arguments: ["x-match": .longString("all"), "route": .longString("yes")])
+        try await channel.confirmSelect()
+
+        let total = 5_000
+        // Irregular, clustered pattern so that runs of returns and single ones both occur.
+        let unroutable = Set((0..<total).filter { $0 % 7 == 3 || ($0 / 100) % 9 == 4 })
+        let outcomes = PublishOutcomes()
+        let returnedIndices = ReceivedSet()
+        try await withTimeout(seconds: 120) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let workers = 200
+                for worker in 0..<workers {
+                    group.addTask {
+                        for index in stride(from: worker, to: total, by: workers) {
+                            let properties = AMQPBasicProperties(headers: [
+                                "route": .longString(unroutable.contains(index) ? "no" : "yes"),
+                            ])
+                            // Bodies repeat every 10 messages: matching must not rely on unique bodies.
+                            do {
+                                try await channel.publish("body-\(index % 10)", exchange: exchange, routingKey: "",
+                                                          properties: properties, mandatory: true)
+                                await outcomes.confirmed(index)
+                            } catch AMQPError.unroutable(let reason) {
+                                XCTAssertEqual(reason.kind, .noRoute)
+                                await returnedIndices.insert(index)
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let confirmed = await outcomes.confirmedSet
+        XCTAssertEqual(confirmed, Set(0..<total).subtracting(unroutable))
+        let missingReturns = await returnedIndices.missing(from: unroutable)
+        XCTAssertTrue(missingReturns.isEmpty, "unroutable but confirmed: \(missingReturns.sorted().prefix(20))")
+        // Confirmed means enqueued: the queue holds exactly the routable ones.
+        let messageCount = try await channel.queueDeclare(queue, passive: true).messageCount
+        XCTAssertEqual(Int(messageCount), total - unroutable.count)
+        try await channel.exchangeDelete(exchange)
+        try await connection.close()
+    }
+
     func testReturnsWithoutConfirmsAndExchangeToExchangeBinding() async throws {
         let connection = try await connect(name: "it-returns")
         let channel = try await connection.openChannel()
@@ -396,6 +449,73 @@ final class AMQPClientIntegrationTests: XCTestCase {
         try await admin.exchangeDelete(fanout)
         try await publisherConnection.close()
         try await consumerConnection.close()
+    }
+
+    /// While the client is away, another connection makes two of its queues impossible to recover:
+    /// one is redeclared with other arguments (406 on redeclare), one becomes exclusive to that other
+    /// connection (405 on redeclare, and the consume on it closes the application's channel). Recovery
+    /// must report each refusal, reopen the channel and bring back the consumer that still can work.
+    func testBrokerRefusalsDuringRecoveryAreReportedAndTheRestRecovers() async throws {
+        var config = try AMQPConnectionConfiguration(url: url)
+        config.connectionName = "it-refused-recovery"
+        // The first reconnect waits 3-6 s (jitter): ample time for the other connection's few changes.
+        config.recovery = .init(isEnabled: true, initialDelay: .seconds(6), maximumDelay: .seconds(6))
+        let connection = try await AMQPConnection.connect(config, logger: logger)
+        let states = StateRecorder(connection.stateChanges)
+        let other = try await connect(name: "it-refused-recovery-other", recovery: false)
+        let otherChannel = try await other.openChannel()
+
+        let conflicting = uniqueName("it-conflict")
+        let locked = uniqueName("it-locked")
+        let healthy = uniqueName("it-healthy")
+        let channel = try await connection.openChannel()
+        try await channel.basicQos(prefetchCount: 10)
+        for queue in [conflicting, locked, healthy] { try await channel.queueDeclare(queue) }
+        // Consumers on one channel, the doomed one first, so that its failure closes the channel
+        // under the healthy one that recovery already restored.
+        let lockedConsumer = try await channel.consume(queue: locked, consumerTag: "locked-consumer", noAck: true)
+        let healthyConsumer = try await channel.consume(queue: healthy, consumerTag: "healthy-consumer", noAck: true)
+
+        try await connection.core.eventLoop.submit { connection.core.socket?.close(promise: nil) }.get()
+        try await withTimeout(seconds: 5) { await states.wait(for: .recovering(attempt: 1)) }
+        _ = try await otherChannel.queueDelete(conflicting)
+        try await otherChannel.queueDeclare(conflicting, arguments: ["x-max-length": .int32(10)])
+        _ = try await otherChannel.queueDelete(locked)
+        try await otherChannel.queueDeclare(locked, exclusive: true)
+
+        try await withTimeout(seconds: 30) { await states.wait(for: .recovered) }
+        let failures = await states.states.compactMap { state -> AMQPRecoveryFailure? in
+            if case .topologyRecoveryFailed(let failure) = state { return failure } else { return nil }
+        }
+        XCTAssertEqual(Set(failures.map(\.entity)), [.queue(conflicting), .queue(locked),
+                                                     .consumer(tag: "locked-consumer", queue: locked)], "\(failures)")
+        for failure in failures {
+            switch failure.entity {
+            case .queue(conflicting): XCTAssertEqual(failure.reason.kind, .preconditionFailed)
+            case .queue(locked): XCTAssertEqual(failure.reason.kind, .resourceLocked)
+            default: XCTAssertTrue([403, 405].contains(failure.reason.replyCode), "\(failure)")
+            }
+        }
+        // The refused consumer's sequence ends with the broker's reason...
+        do {
+            for try await _ in lockedConsumer { XCTFail("delivery from a consumer that was not recovered") }
+            XCTFail("sequence of the refused consumer ended without an error")
+        } catch AMQPError.channelClosedByBroker(let reason) {
+            XCTAssertTrue([403, 405].contains(reason.replyCode), "\(reason)")
+        }
+        // ...while the reopened channel publishes and its other consumer receives.
+        try await channel.publish("after refusal", routingKey: healthy)
+        let delivered = try await withTimeout(seconds: 5) { () -> String? in
+            for try await message in healthyConsumer { return message.bodyString }
+            return nil
+        }
+        XCTAssertEqual(delivered, "after refusal")
+        let stillConnected = await connection.isConnected
+        XCTAssertTrue(stillConnected)
+
+        for queue in [conflicting, healthy] { _ = try await otherChannel.queueDelete(queue) }
+        try await connection.close()
+        try await other.close()
     }
 
     func testPublishWhileDisconnectedThrowsPromptly() async throws {

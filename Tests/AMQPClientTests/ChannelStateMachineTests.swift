@@ -94,7 +94,8 @@ final class ChannelStateMachineTests: XCTestCase {
         let promises = (0..<4).map { _ in loop.makePromise(of: Void.self) }
         for (index, promise) in promises.enumerated() {
             let sequence = try machine.publish(exchange: "x", routingKey: index == 2 ? "nowhere" : "k",
-                                               mandatory: index == 2, confirmPromise: promise)
+                                               mandatory: index == 2, body: ByteBuffer(string: "z"),
+                                               confirmPromise: promise)
             XCTAssertEqual(sequence, UInt64(index + 1))
         }
         // Broker: return for #3, then ack 1...3 in one multiple ack, nack #4.
@@ -110,6 +111,94 @@ final class ChannelStateMachineTests: XCTestCase {
         }
         XCTAssertEqual(nacked.map(\.1), [.nacked])
         for (promise, _) in acked + nacked { promise.succeed(()) }
+    }
+
+    /// RabbitMQ's wire pattern for one channel: while handling publish N it sends N's return (if
+    /// unroutable), then flushes all confirms collected so far as one `multiple` ack below the oldest
+    /// still-unconfirmed publish plus single acks above it, N's last. Queue confirms of routable
+    /// publishes arrive late and out of order. Every publish here is mandatory with the same exchange
+    /// and routing key (a headers exchange routes on properties), so only the exact match works.
+    func testReturnsMatchTheirPublishUnderRabbitMQsAckFlushPattern() throws {
+        var machine = openChannel()
+        let select = loop.makePromise(of: AMQPMethod.self)
+        _ = machine.request(.confirmSelect(ConfirmSelect()), promise: select)
+        guard case .succeedRPC(let selected, _) = machine.received(.confirmSelectOk(ConfirmSelectOk())) else { return XCTFail() }
+        selected.succeed(.confirmSelectOk(ConfirmSelectOk()))
+
+        let count = 200
+        let unroutable: Set<Int> = [3, 4, 50, 51, 52, 120, 199, 200]
+        var promises: [Int: EventLoopPromise<Void>] = [:]
+        func properties(_ sequence: Int) -> AMQPBasicProperties {
+            .init(headers: ["route": .longString(unroutable.contains(sequence) ? "none" : "q")])
+        }
+        for sequence in 1...count {
+            let promise = loop.makePromise(of: Void.self)
+            promises[sequence] = promise
+            // Bodies repeat (sequence % 3), so only properties + ordering tell the publishes apart.
+            let body = ByteBuffer(string: "body-\(sequence % 3)")
+            XCTAssertEqual(try machine.publish(exchange: "hx", routingKey: "", mandatory: true, properties: properties(sequence),
+                                               body: body, confirmPromise: promise), UInt64(sequence))
+        }
+
+        // Simulate the broker: routable publishes get their queue confirm a few publishes later.
+        var outcomes: [Int: ConfirmTracker<ChannelStateMachine.PublishPromise>.Outcome] = [:]
+        var collected: [Int] = []      // confirms not yet flushed
+        var unconfirmed = Set<Int>()   // routed, waiting for the queue
+        var queueConfirmsDue: [(due: Int, sequence: Int)] = []
+        func flush() {
+            guard !collected.isEmpty else { return }
+            let sorted = collected.sorted()
+            collected.removeAll()
+            let cutoff = unconfirmed.min() ?? (sorted.last! + 1)
+            let below = sorted.filter { $0 < cutoff }
+            var frames: [AMQPMethod] = []
+            if let last = below.last { frames.append(.basicAck(BasicAck(deliveryTag: UInt64(last), multiple: sorted.count > 1))) }
+            frames += sorted.filter { $0 >= cutoff }.map { .basicAck(BasicAck(deliveryTag: UInt64($0), multiple: false)) }
+            for frame in frames {
+                guard case .resolveConfirms(let resolved) = machine.received(frame) else { return XCTFail("\(frame)") }
+                for (promise, outcome) in resolved {
+                    let sequence = promises.first { $0.value.futureResult === promise.futureResult }!.key
+                    XCTAssertNil(outcomes[sequence])
+                    outcomes[sequence] = outcome
+                    promise.succeed(())
+                }
+            }
+        }
+        for sequence in 1...count {
+            // Queue confirms that came in before this publish is handled.
+            for confirm in queueConfirmsDue where confirm.due == sequence {
+                unconfirmed.remove(confirm.sequence)
+                collected.append(confirm.sequence)
+            }
+            if unroutable.contains(sequence) {
+                guard case .none = machine.received(.basicReturn(BasicReturn(replyCode: 312, replyText: "NO_ROUTE",
+                                                                             exchange: "hx", routingKey: ""))),
+                      case .none = machine.received(header: AMQPContentHeader(bodySize: 6, properties: properties(sequence))),
+                      case .none = machine.received(body: ByteBuffer(string: "body-\(sequence % 3)"))
+                else { return XCTFail("return for \(sequence) was not claimed") }
+                collected.append(sequence)
+            } else {
+                unconfirmed.insert(sequence)
+                // Out of order on purpose: some queue confirms lag far behind.
+                queueConfirmsDue.append((due: min(count + 1, sequence + 1 + (sequence * 7) % 13), sequence: sequence))
+            }
+            flush()
+        }
+        for confirm in queueConfirmsDue where confirm.due > count {
+            unconfirmed.remove(confirm.sequence)
+            collected.append(confirm.sequence)
+        }
+        flush()
+
+        XCTAssertEqual(outcomes.count, count)
+        for sequence in 1...count {
+            if unroutable.contains(sequence) {
+                guard case .returned(let reason) = outcomes[sequence] else { return XCTFail("\(sequence): \(String(describing: outcomes[sequence]))") }
+                XCTAssertEqual(reason.replyCode, 312)
+            } else {
+                XCTAssertEqual(outcomes[sequence], .confirmed, "publish \(sequence)")
+            }
+        }
     }
 
     func testConnectionLossFailsUnconfirmedPublishes() throws {

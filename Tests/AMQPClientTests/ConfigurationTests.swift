@@ -81,4 +81,15 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(AMQPCloseReason(replyCode: 403, replyText: "x").kind, .accessRefused)
         XCTAssertNil(AMQPCloseReason(replyCode: 999, replyText: "x").kind)
     }
+
+    func testTLSServerNameIsTheHostUnlessAnIPAddressOrOverridden() throws {
+        var config = try AMQPConnectionConfiguration(urls: ["amqps://broker.example", "amqps://10.0.0.7", "amqps://[::1]:5671"])
+        XCTAssertNotNil(config.tlsConfiguration, "amqps URLs verify certificates by default")
+        let names = config.endpoints.map { AMQPConnection.tlsServerName(for: $0, config) }
+        // SNI cannot carry an IP: those are checked against the certificate's IP entries instead.
+        XCTAssertEqual(names, ["broker.example", nil, nil])
+        config.tlsServerName = "rabbit.internal"
+        XCTAssertEqual(config.endpoints.map { AMQPConnection.tlsServerName(for: $0, config) },
+                       ["rabbit.internal", "rabbit.internal", "rabbit.internal"])
+    }
 }
