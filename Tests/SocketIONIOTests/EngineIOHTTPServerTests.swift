@@ -283,11 +283,7 @@ private let websocket = "/engine.io/?EIO=4&transport=websocket"
 }
 
 @Suite(.serialized) struct UpgradeTests {
-    // Disabled: it hangs (TestTimeout) in about 1 of 4 runs, also on a quiet machine, so one of
-    // its steps sometimes waits for an answer that never comes: a race in the upgrade path to
-    // find (suspect the GET released with `6` after `3probe`). The upgrade itself stays covered
-    // by the official engine.io suite (24/24) and the polling+upgrade interop and browser tests.
-    @Test(.disabled("intermittent hang in the upgrade path under investigation; see the comment above"))
+    @Test
     func pollingToWebSocketUpgrade() async throws {
         // Long heartbeat: this test checks exact polling bodies, which a ping would join.
         try await withTestServer(configure: { $0.pingInterval = .seconds(10) }) { server, port, delegate in

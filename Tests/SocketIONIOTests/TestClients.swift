@@ -99,28 +99,71 @@ final class TestWebSocket: Sendable {
         case disconnected
     }
 
-    private final class FrameCollector: ChannelInboundHandler, Sendable {
-        typealias InboundIn = WebSocketFrame
+    /// Reads the 101 response and then the server's frames from ONE byte stream. A server may
+    /// send the 101, a frame and its FIN in a single segment (a refused second WebSocket does);
+    /// a pipeline swapped from HTTP to WebSocket handlers can lose what arrives mid-swap.
+    private final class RawClientHandler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
         let events: NIOLockedValueBox<[Event]>
-        init(_ events: NIOLockedValueBox<[Event]>) { self.events = events }
+        let upgraded: EventLoopPromise<Void>
+        private var buffered = ByteBuffer()
+        private var handshakeDone = false
 
-        private func yield(_ event: Event) { events.withLockedValue { $0.append(event) } }
+        init(events: NIOLockedValueBox<[Event]>, upgraded: EventLoopPromise<Void>) {
+            self.events = events
+            self.upgraded = upgraded
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let frame = unwrapInboundIn(data)
-            var payload = frame.unmaskedData
-            switch frame.opcode {
-            case .text: yield(.text(String(buffer: payload)))
-            case .binary: yield(.binary(Array(payload.readableBytesView)))
-            case .connectionClose: yield(.close(code: payload.readInteger(as: UInt16.self)))
-            default: break
+            var bytes = unwrapInboundIn(data)
+            buffered.writeBuffer(&bytes)
+            if !handshakeDone {
+                let text = String(buffer: buffered)
+                guard let end = text.utf8.indices.first(where: { text.utf8[$0...].starts(with: "\r\n\r\n".utf8) }) else { return }
+                let headLength = text.utf8.distance(from: text.utf8.startIndex, to: end) + 4
+                let head = buffered.readString(length: headLength) ?? ""
+                guard head.hasPrefix("HTTP/1.1 101") else {
+                    upgraded.fail(TestWebSocketRefused(response: head))
+                    context.close(promise: nil)
+                    return
+                }
+                handshakeDone = true
+                upgraded.succeed()
+            }
+            while let event = nextFrame() { events.withLockedValue { $0.append(event) } }
+        }
+
+        /// One whole unmasked server frame off `buffered`, or nil until more bytes arrive.
+        private func nextFrame() -> Event? {
+            while true {
+                var probe = buffered
+                guard let first = probe.readInteger(as: UInt8.self), let second = probe.readInteger(as: UInt8.self) else { return nil }
+                var length = Int(second & 0x7F)
+                if length == 126 {
+                    guard let extended = probe.readInteger(as: UInt16.self) else { return nil }
+                    length = Int(extended)
+                } else if length == 127 {
+                    guard let extended = probe.readInteger(as: UInt64.self) else { return nil }
+                    length = Int(extended)
+                }
+                guard var payload = probe.readSlice(length: length) else { return nil }
+                buffered = probe
+                switch first & 0x0F {
+                case 0x1: return .text(String(buffer: payload))
+                case 0x2: return .binary(Array(payload.readableBytesView))
+                case 0x8: return .close(code: payload.readInteger(as: UInt16.self))
+                default: continue  // ping/pong: nothing a test waits for
+                }
             }
         }
 
         func channelInactive(context: ChannelHandlerContext) {
-            yield(.disconnected)
+            if !handshakeDone { upgraded.fail(TestWebSocketRefused(response: "connection closed before 101")) }
+            events.withLockedValue { $0.append(.disconnected) }
         }
     }
+
+    struct TestWebSocketRefused: Error { var response: String }
 
     let channel: any Channel
     /// Events not yet taken by `next()`.
@@ -134,39 +177,49 @@ final class TestWebSocket: Sendable {
     static func connect(port: Int, uri: String, autoRead: Bool = true) async throws -> TestWebSocket {
         let events = NIOLockedValueBox<[Event]>([])
         let group = MultiThreadedEventLoopGroup.singleton
-        let upgraded = group.any().makePromise(of: Void.self)
-        let channel = try await ClientBootstrap(group: group)
+        let loop = group.any()
+        let upgraded = loop.makePromise(of: Void.self)
+        let channel = try await ClientBootstrap(group: loop)
             .channelOption(.autoRead, value: autoRead)
             .channelInitializer { channel in
-                let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 24, upgradePipelineHandler: { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(FrameCollector(events))
-                    }
-                })
-                // The open packet may arrive in the same read as the 101: keep those bytes.
-                return channel.pipeline.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes, withClientUpgrade: (
-                    upgraders: [upgrader], completionHandler: { _ in upgraded.succeed() }
-                ))
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RawClientHandler(events: events, upgraded: upgraded))
+                }
             }
             .connect(host: "127.0.0.1", port: port).get()
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: [
-            "Host": "127.0.0.1:\(port)", "Content-Length": "0",
-        ])
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
+        let request = "GET \(uri) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n"
+        try await channel.writeAndFlush(ByteBuffer(string: request))
         if !autoRead { channel.read() }
         try await withTimeout { try await upgraded.futureResult.get() }
         return TestWebSocket(channel: channel, events: events)
     }
 
     func send(text: String) async throws {
-        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text))
-        try await channel.writeAndFlush(frame)
+        try await channel.writeAndFlush(Self.maskedFrame(opcode: 0x1, payload: Array(text.utf8)))
     }
 
     func send(binary: [UInt8]) async throws {
-        let frame = WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: ByteBuffer(bytes: binary))
-        try await channel.writeAndFlush(frame)
+        try await channel.writeAndFlush(Self.maskedFrame(opcode: 0x2, payload: binary))
+    }
+
+    /// A client frame: FIN, the opcode, and the payload masked as RFC 6455 requires.
+    private static func maskedFrame(opcode: UInt8, payload: [UInt8]) -> ByteBuffer {
+        var frame = ByteBuffer()
+        frame.writeInteger(0x80 | opcode)
+        if payload.count <= 125 {
+            frame.writeInteger(0x80 | UInt8(payload.count))
+        } else if payload.count <= Int(UInt16.max) {
+            frame.writeInteger(UInt8(0x80 | 126))
+            frame.writeInteger(UInt16(payload.count))
+        } else {
+            frame.writeInteger(UInt8(0x80 | 127))
+            frame.writeInteger(UInt64(payload.count))
+        }
+        let mask = (0..<4).map { _ in UInt8.random(in: 0...255) }
+        frame.writeBytes(mask)
+        frame.writeBytes(payload.enumerated().map { $0.element ^ mask[$0.offset % 4] })
+        return frame
     }
 
     /// The next event, or a `TestTimeout` error.
