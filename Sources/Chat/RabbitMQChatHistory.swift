@@ -113,6 +113,9 @@ final class RabbitMQChatHistory: ChatHistoryStore {
                     switch change {
                     case .connected, .recovered: state.withLockedValue { $0.connected = true; $0.lastError = nil }
                     case .closed: state.withLockedValue { $0.connected = false; $0.lastError = "closed" }
+                    // Another entity than ours may be the one refused; if our consumer was, its
+                    // sequence ends and the consumer task below reports the error.
+                    case .topologyRecoveryFailed(let failure): state.withLockedValue { $0.lastError = "\(failure)" }
                     default: state.withLockedValue { $0.connected = false; $0.lastError = "\(change)" }
                     }
                 }
