@@ -142,7 +142,9 @@
     }
   }
 
-  function renderMembers(members) {
+  // A crowded room sends only the first names (sorted) and the total.
+  function renderMembers(members, count) {
+    const total = typeof count === "number" ? count : members.length;
     const list = $("members");
     list.replaceChildren();
     for (const name of members) {
@@ -150,7 +152,13 @@
       item.textContent = name;
       list.append(item);
     }
-    $("member-count").textContent = "(" + members.length + ")";
+    if (total > members.length) {
+      const more = document.createElement("li");
+      more.className = "more";
+      more.textContent = "and " + (total - members.length) + " more";
+      list.append(more);
+    }
+    $("member-count").textContent = "(" + total + ")";
   }
 
   function renderTyping() {
@@ -175,7 +183,7 @@
     for (const message of snapshot.history || []) appendMessage(message);
     messages.scrollTop = messages.scrollHeight;
     renderRooms();
-    renderMembers(snapshot.members || []);
+    renderMembers(snapshot.members || [], snapshot.memberCount);
     state.typingPeople.clear();
     renderTyping();
   }
@@ -216,7 +224,7 @@
     appendMessage(message);
   });
   socket.on("presence", (presence) => {
-    if (presence.room === state.room) renderMembers(presence.members);
+    if (presence.room === state.room) renderMembers(presence.members, presence.count);
   });
   socket.on("rooms", (rooms) => { state.rooms = rooms; renderRooms(); });
   socket.on("typing", (event) => {

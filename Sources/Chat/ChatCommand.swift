@@ -60,6 +60,9 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "Messages a connection may send in a burst (env RATE_BURST).")
     var rateBurst: Double = Env.double("RATE_BURST") ?? 10
 
+    @Option(help: "Milliseconds between presence updates of one room: joins and leaves in between are sent together (env PRESENCE_INTERVAL_MS).")
+    var presenceInterval: Int64 = Env.int64("PRESENCE_INTERVAL_MS") ?? 250
+
     @Option(help: "Seconds a dropped client may take to come back and get what it missed (env RECOVERY_WINDOW).")
     var recoveryWindow: Int64 = Env.int64("RECOVERY_WINDOW") ?? 120
 
@@ -96,6 +99,7 @@ struct ChatCommand: AsyncParsableCommand {
                 nodeName: name,
                 limits: limits,
                 recoveryWindow: .seconds(recoveryWindow),
+                presenceInterval: .milliseconds(max(presenceInterval, 0)),
                 roomAwareRouting: roomAwareRouting
             ),
             metrics: metrics,

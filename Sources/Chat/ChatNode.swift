@@ -18,6 +18,7 @@ final class ChatNode: Sendable {
         var nodeName: String
         var limits: ChatLimits
         var recoveryWindow: TimeAmount
+        var presenceInterval: Duration
         var roomAwareRouting: Bool
     }
 
@@ -87,7 +88,8 @@ final class ChatNode: Sendable {
             parts.withLockedValue { $0.cluster = cluster; $0.history = shared }
         }
         let io = SocketIOServer(configuration)
-        ChatService(io: io, limits: settings.limits, history: history, metrics: metrics, logger: logger).install()
+        let presence = PresencePublisher(io: io, interval: settings.presenceInterval, logger: logger)
+        ChatService(io: io, limits: settings.limits, history: history, presence: presence, metrics: metrics, logger: logger).install()
         try await io.start()
         parts.withLockedValue { $0.io = io }
         engineDelegate.target.withLockedValue { $0 = io }

@@ -15,13 +15,18 @@ final class ChatService: Sendable {
     let io: SocketIOServer
     let limits: ChatLimits
     let history: any ChatHistoryStore
+    let presence: PresencePublisher
     let metrics: ChatMetrics
     let logger: Logger
 
-    init(io: SocketIOServer, limits: ChatLimits, history: any ChatHistoryStore, metrics: ChatMetrics, logger: Logger) {
+    init(
+        io: SocketIOServer, limits: ChatLimits, history: any ChatHistoryStore, presence: PresencePublisher,
+        metrics: ChatMetrics, logger: Logger
+    ) {
         self.io = io
         self.limits = limits
         self.history = history
+        self.presence = presence
         self.metrics = metrics
         self.logger = logger
     }
@@ -67,7 +72,7 @@ final class ChatService: Sendable {
                 current.name = name
                 socket.data = current.json
                 ack?(["ok": true, "name": .string(name)])
-                Task { await self.publishPresence(of: current.room) }
+                presence.roomChanged(current.room)
             }
         }
         socket.on("typing") { args, _ in
@@ -81,7 +86,7 @@ final class ChatService: Sendable {
         socket.onDisconnect { [self] reason in
             if reason == .slowClient { metrics.slowClientDisconnects.increment() }
             guard let current = ChatProfile(socket.data) else { return }
-            Task { await self.publishPresence(of: current.room) }
+            presence.roomChanged(current.room)
         }
 
         if !socket.recovered, let profile {
@@ -139,21 +144,21 @@ final class ChatService: Sendable {
             profile.room = room
             socket.data = profile.json
         }
-        let members = await self.members(of: room)
-        ack?(snapshot(for: profile, members: members, acknowledging: true))
-        if previous != room { await publishPresence(of: previous) }
-        io.to(room).emit("presence", ["room": .string(room), "members": .array(members.map(JSONValue.string))])
+        let members = await presence.presence(of: room).including(profile.name)
+        ack?(snapshot(for: profile, presence: members, acknowledging: true))
+        if previous != room { presence.roomChanged(previous) }
+        presence.roomChanged(room)
     }
 
     private func welcome(_ socket: SocketIOSocket, profile: ChatProfile) async {
-        let members = await self.members(of: profile.room)
-        socket.emit("welcome", snapshot(for: profile, members: members))
-        io.to(profile.room).emit("presence", ["room": .string(profile.room), "members": .array(members.map(JSONValue.string))])
+        let members = await presence.presence(of: profile.room).including(profile.name)
+        socket.emit("welcome", snapshot(for: profile, presence: members))
+        presence.roomChanged(profile.room)
     }
 
     /// What a client needs to show a room: sent as `welcome`, and as the answer to `join`
     /// (then with `ok: true` first, like every other answer).
-    private func snapshot(for profile: ChatProfile, members: [String], acknowledging: Bool = false) -> JSONValue {
+    private func snapshot(for profile: ChatProfile, presence: RoomPresence, acknowledging: Bool = false) -> JSONValue {
         let messages = history.messages(in: profile.room)
         var rooms = history.activeRooms
         if !rooms.contains(ChatRules.defaultRoom) { rooms.append(ChatRules.defaultRoom) }
@@ -164,25 +169,10 @@ final class ChatService: Sendable {
             ("room", .string(profile.room)),
             ("rooms", .array(rooms.sorted().map(JSONValue.string))),
             ("history", .array(messages.compactMap { try? JSONValue(encoding: $0) })),
-            ("members", .array(members.map(JSONValue.string))),
+            ("members", .array(presence.names.map(JSONValue.string))),
+            ("memberCount", .number(String(presence.count))),
         ]
         return .object(JSONObject(fields))
-    }
-
-    /// Names of everyone in the room, on every node.
-    private func members(of room: String) async -> [String] {
-        do {
-            let sockets = try await io.in(room).fetchSockets()
-            return Set(sockets.compactMap { ChatProfile($0.data)?.name }).sorted()
-        } catch {
-            logger.warning("presence: not every node answered", metadata: ["room": "\(room)", "error": "\(error)"])
-            return []
-        }
-    }
-
-    private func publishPresence(of room: String) async {
-        let members = await self.members(of: room)
-        io.to(room).emit("presence", ["room": .string(room), "members": .array(members.map(JSONValue.string))])
     }
 
     private static func now() -> Double {

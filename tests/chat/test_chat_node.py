@@ -112,6 +112,25 @@ def test_presence_lists_everyone_in_the_room(users):
     ada.wait_for(lambda: ada.presence[-1]["members"] == ["ada"])
 
 
+def test_a_crowd_gets_a_capped_list_the_full_count_and_few_updates(users):
+    # 110 arrivals: the list stops at 100 names, the count does not, and the joins are
+    # sent together rather than as one presence update (to everyone) per arrival.
+    watcher = users(name="aaa-watcher", room="crowd")
+    watcher.wait_for(lambda: watcher.welcomes)
+    crowd = [users(name=f"guest{i:03d}", room="crowd") for i in range(109)]
+    watcher.wait_for(lambda: watcher.presence and watcher.presence[-1]["count"] == 110, timeout=20)
+    last = watcher.presence[-1]
+    assert len(last["members"]) == 100
+    assert last["members"] == sorted(["aaa-watcher"] + [f"guest{i:03d}" for i in range(109)])[:100]
+    assert len(watcher.presence) < 40, f"{len(watcher.presence)} presence updates for 110 arrivals"
+    newcomer = users(name="zzz-late", room="crowd")
+    newcomer.wait_for(lambda: newcomer.welcomes)
+    welcome = newcomer.welcomes[-1]
+    assert welcome["memberCount"] == 111 and len(welcome["members"]) == 100
+    for user in crowd:
+        user.close()
+
+
 def test_typing_reaches_the_others_in_the_room_only(users):
     ada = users(name="ada", room="typing")
     bob = users(name="bob", room="typing")
