@@ -87,14 +87,8 @@ public final class SocketIOSocket: @unchecked Sendable {
         }
     }
 
-    /// 20 random URL-safe characters, like socket.io's ids.
-    static func makeId() -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-        var generator = SystemRandomNumberGenerator()
-        var bytes = [UInt8](repeating: 0, count: 20)
-        for index in bytes.indices { bytes[index] = alphabet[Int(generator.next() % 64)] }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    /// 20 random URL-safe characters (120 bits), like socket.io's ids.
+    static func makeId() -> String { EngineSessionID.generate() }
 
     /// Arbitrary per-socket data, visible to `fetchSockets` (also on other nodes).
     public var data: JSONValue {

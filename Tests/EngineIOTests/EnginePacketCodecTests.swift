@@ -104,6 +104,15 @@ import Testing
         #expect(ids.allSatisfy { $0.utf8.count == 20 && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" } })
     }
 
+    @Test func everyPositionOfASessionIDUsesTheWholeAlphabet() {
+        // 6 random bits per character: over 5,000 ids each position shows all 64 symbols
+        // (a position fed by fewer or repeated bits would not).
+        let ids = (0..<5000).map { _ in Array(EngineSessionID.generate().utf8) }
+        for position in 0..<20 {
+            #expect(Set(ids.map { $0[position] }).count == 64, "position \(position)")
+        }
+    }
+
     @Test(arguments: EngineRequestError.allCases)
     func errorTableRows(_ error: EngineRequestError) {
         let expected: [EngineRequestError: (Int, String)] = [
