@@ -110,6 +110,12 @@ public protocol EngineConnection: AnyObject, Sendable {
     /// `"polling"` or `"websocket"`; changes once on upgrade.
     var transportName: String { get }
 
+    /// Whether a message sent now would go out at once: on WebSocket, nothing is waiting for
+    /// the peer to read; on long-polling, a GET is parked. Volatile packets (typing
+    /// indicators, positions) are dropped for a connection that is not writable instead of
+    /// queueing behind what the client has not read. Read it on `eventLoop`.
+    var isWritable: Bool { get }
+
     /// Queue messages; they go out in order. If the connection's bounded outbound
     /// buffer is full the connection is closed with `.slowClient`.
     func send(_ messages: [EngineMessage])

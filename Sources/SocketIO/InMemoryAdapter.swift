@@ -103,7 +103,7 @@ public final class InMemoryAdapter: SocketIOAdapter {
         let messages = SocketIOPacketEncoder.encode(packet)
         // Everyone: skip computing the id set (the common chat case).
         let everyone = options.rooms.isEmpty && options.except.isEmpty
-        namespace.deliver(messages, to: everyone ? nil : matchingSocketIds(options))
+        namespace.deliver(messages, to: everyone ? nil : matchingSocketIds(options), volatile: options.flags.volatile)
     }
 
     public func broadcastWithAck(

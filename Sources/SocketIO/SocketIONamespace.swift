@@ -86,15 +86,17 @@ public final class SocketIONamespace: Sendable {
 
     /// For adapters: writes already-encoded messages to the local sockets `ids`
     /// (every local socket when `ids` is nil).
-    public func deliver(_ messages: [EngineMessage], to ids: Set<String>?) {
+    /// `volatile`: skip sockets whose connection is not writable right now (see
+    /// `EngineConnection.isWritable`) instead of queueing behind what they have not read.
+    public func deliver(_ messages: [EngineMessage], to ids: Set<String>?, volatile: Bool = false) {
         let recipients = ids.map { localSockets($0) } ?? localSockets()
         guard !recipients.isEmpty else { return }
-        Self.deliver(messages, to: recipients)
+        Self.deliver(messages, to: recipients, volatile: volatile)
     }
 
     /// Sockets are grouped by event loop so that a broadcast costs one task per loop,
     /// not one per recipient; sockets on the calling loop are written to directly.
-    static func deliver(_ messages: [EngineMessage], to recipients: [SocketIOSocket]) {
+    static func deliver(_ messages: [EngineMessage], to recipients: [SocketIOSocket], volatile: Bool = false) {
         // A handful of loops at most: a linear scan beats hashing.
         var groups: [(loop: any EventLoop, sockets: [SocketIOSocket])] = []
         for socket in recipients {
@@ -108,10 +110,10 @@ public final class SocketIONamespace: Sendable {
         for group in groups {
             let sockets = group.sockets
             if group.loop.inEventLoop {
-                for socket in sockets { socket.deliverOnLoop(messages) }
+                for socket in sockets { socket.deliverOnLoop(messages, volatile: volatile) }
             } else {
                 group.loop.execute {
-                    for socket in sockets { socket.deliverOnLoop(messages) }
+                    for socket in sockets { socket.deliverOnLoop(messages, volatile: volatile) }
                 }
             }
         }

@@ -279,9 +279,10 @@ public final class SocketIOSocket: @unchecked Sendable {
         }
     }
 
-    func deliverOnLoop(_ messages: [EngineMessage]) {
+    func deliverOnLoop(_ messages: [EngineMessage], volatile: Bool = false) {
         eventLoop.assertInEventLoop()
         guard isConnectedOnLoop else { return }
+        if volatile && !client.connection.isWritable { return }
         client.connection.send(messages)
     }
 

@@ -71,6 +71,12 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
 
     // MARK: EngineConnection
 
+    var isWritable: Bool {
+        eventLoop.assertInEventLoop()
+        if let webSocket { return !webSocket.isBackedUp }
+        return parkedPoll != nil
+    }
+
     func send(_ messages: [EngineMessage]) {
         guard !messages.isEmpty else { return }
         EngineMetrics.messagesSent.increment(by: Int64(messages.count))

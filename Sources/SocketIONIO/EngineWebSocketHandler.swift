@@ -1,3 +1,4 @@
+import Atomics
 import EngineIO
 import NIOCore
 import NIOWebSocket
@@ -37,7 +38,12 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     private var frameWriterContext: ChannelHandlerContext?
     private var session: EngineSession?
     private var closing = false
-    private var flushInFlight = false
+    private var flushInFlight = false {
+        didSet { backedUp.store(flushInFlight, ordering: .relaxed) }
+    }
+    /// `flushInFlight`, readable from the session's loop: true only while the kernel has not
+    /// taken everything written (a flush completes inside the flush call otherwise).
+    private let backedUp = ManagedAtomic(false)
     private var flushScheduled = false
     /// Inside channelRead...channelReadComplete (sends made then are replies to this read).
     private var readInProgress = false
@@ -137,6 +143,9 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     // MARK: Called by the session, from any loop
+
+    /// The client has not read what was last written to it (see `EngineConnection.isWritable`).
+    var isBackedUp: Bool { backedUp.load(ordering: .relaxed) }
 
     func sendFromSession(_ packets: [EnginePacket]) {
         onChannelLoop { handler in

@@ -291,7 +291,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         // Encode once: the same bytes go to local sockets and, inside the AMQP body, to
         // every other node's sockets.
         let messages = SocketIOPacketEncoder.encode(packet)
-        namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except))
+        namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except), volatile: options.flags.volatile)
         guard !options.flags.local else { return }
         let selection = ClusterSocketSelection(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted())
         if let recoveryOffset, let recoveryStreamName {
@@ -679,8 +679,11 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 return state.requests.nodeLeft(origin).map { ($0, state.fetchWaiters.removeValue(forKey: $0.request)) }
             }
             for (completion, waiter) in finished { waiter?.resume(returning: completion) }
-        case .broadcast(let selection, _, let packet, nil):
-            namespace.deliver(packet.messages, to: localRecipients(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)))
+        case .broadcast(let selection, let flags, let packet, nil):
+            namespace.deliver(
+                packet.messages, to: localRecipients(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)),
+                volatile: flags.isVolatile
+            )
         case .broadcast(let selection, let flags, let encoded, let request?):
             guard let packet = Self.decodePacket(encoded) else { return }
             let options = BroadcastOptions(rooms: Set(selection.rooms), except: Set(selection.exceptRooms), flags: BroadcastFlags(volatile: flags.isVolatile, local: true))

@@ -108,6 +108,25 @@ private let websocket = "/engine.io/?EIO=4&transport=websocket"
         }
     }
 
+    @Test func aPollingConnectionIsWritableOnlyWhileAGetIsParked() async throws {
+        try await withTestServer(configure: { $0.pingInterval = .seconds(10) }, delegate: RecordingDelegate(echo: false)) { _, port, delegate in
+            let sid = try await openPollingSession(port: port)
+            try await delegate.waitUntil { $0.opened.count == 1 }
+            let connection = try #require(delegate.record.withLockedValue { $0.connections.first })
+            let writable: @Sendable () async throws -> Bool = { try await connection.eventLoop.submit { connection.isWritable }.get() }
+            #expect(try await !writable())
+            async let parked = TestHTTP.request(port: port, uri: poll + "&sid=\(sid)")
+            let deadline = NIODeadline.now() + .seconds(3)
+            while try await !writable() {
+                if NIODeadline.now() > deadline { throw TestTimeout() }
+                try await Task.sleep(nanoseconds: 5_000_000)
+            }
+            connection.send(EngineMessage(text: "released"))
+            #expect(try await parked.body == "4released")
+            #expect(try await !writable())
+        }
+    }
+
     @Test func oversizedPostIsRefused() async throws {
         try await withTestServer(configure: { $0.maxPayload = 100 }) { _, port, _ in
             let sid = try await openPollingSession(port: port)
@@ -241,6 +260,32 @@ private let websocket = "/engine.io/?EIO=4&transport=websocket"
             #expect(try await socket.next() == .text("41"))
             #expect(try await socket.next() == .text("42"))
             #expect(try await socket.next() == .text("43"))
+        }
+    }
+
+    @Test func aWebSocketIsNotWritableWhileItsClientIsNotReading() async throws {
+        try await withTestServer(configure: { $0.maxOutboundBufferBytes = 64 * 1024 * 1024 }, delegate: RecordingDelegate(echo: false)) { _, port, delegate in
+            let socket = try await TestWebSocket.connect(port: port, uri: websocket, autoRead: false)
+            try await delegate.waitUntil { $0.opened.count == 1 }
+            let connection = try #require(delegate.record.withLockedValue { $0.connections.first })
+            let writable: @Sendable () async throws -> Bool = { try await connection.eventLoop.submit { connection.isWritable }.get() }
+            #expect(try await writable())
+            // Fill the socket buffers: the kernel stops taking bytes, a flush stays pending.
+            let chunk = EngineMessage(text: String(repeating: "x", count: 64 * 1024))
+            for _ in 0..<200 where try await writable() {
+                connection.send(chunk)
+                try await Task.sleep(nanoseconds: 1_000_000)
+            }
+            #expect(try await !writable())
+            // Reading again drains the backlog and the connection is writable again.
+            try await socket.channel.setOption(.autoRead, value: true).get()
+            socket.channel.read()
+            let deadline = NIODeadline.now() + .seconds(10)
+            while try await !writable() {
+                if NIODeadline.now() > deadline { throw TestTimeout() }
+                try await Task.sleep(nanoseconds: 10_000_000)
+            }
+            await socket.close()
         }
     }
 

@@ -70,6 +70,25 @@ final class BroadcastTests: XCTestCase {
         XCTAssertEqual(io.sockets.adapter.sockets(in: ["red"]), [aId])
     }
 
+    func testVolatileSkipsOnlyConnectionsThatAreNotWritable() async throws {
+        let io = makeRoomServer()
+        let clients = try await threeClients(io)
+        let (a, _) = clients[0], (b, _) = clients[1]
+        b.writable.withLockedValue { $0 = false }  // b's client has stopped reading
+
+        io.to("red").volatile.emit("typing", true)
+        try await assertEqual(try await a.nextText(), #"2["typing",true]"#)
+        try await assertEqual(try await b.settle(), [])
+
+        // Only volatile packets are dropped: everything else still queues for b.
+        io.to("red").emit("message", "kept")
+        try await assertEqual(try await b.nextText(), #"2["message","kept"]"#)
+        b.writable.withLockedValue { $0 = true }
+        io.to("red").volatile.emit("typing", false)
+        try await assertEqual(try await b.nextText(), #"2["typing",false]"#)
+        try await assertEqual(try await a.nextText(), #"2["message","kept"]"#)
+    }
+
     func testBroadcastEncodesBinaryOnceForAll() async throws {
         let io = makeRoomServer()
         let clients = try await threeClients(io)

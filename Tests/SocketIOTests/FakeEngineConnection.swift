@@ -15,6 +15,9 @@ final class FakeEngineConnection: EngineConnection, @unchecked Sendable {
     let eventLoop: any EventLoop
     let handshake: EngineHandshakeRequest
     var transportName: String { "websocket" }
+    /// What `isWritable` answers: a test sets it false to play a client that is not reading.
+    let writable = NIOLockedValueBox(true)
+    var isWritable: Bool { writable.withLockedValue { $0 } }
 
     private let output = NIOLockedValueBox<(messages: [EngineMessage], closeReason: EngineCloseReason?)>(([], nil))
     private var delegateStorage: (any EngineConnectionDelegate)?
