@@ -8,7 +8,8 @@ func installClusterTestHandlers(on io: SocketIOServer, nodeName: String, cluster
     let namespace = io.sockets
 
     namespace.onServerSideEmit("ping-node") { args, ack in
-        ack?(.string("\(nodeName):\(args.first?.stringValue ?? "")"))
+        // An object, not a string: answers of any shape must reach the asking node.
+        ack?(["node": .string(nodeName), "payload": args.first ?? .null])
     }
 
     namespace.onConnection { socket in

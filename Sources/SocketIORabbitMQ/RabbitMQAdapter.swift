@@ -712,7 +712,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             guard let args = Self.decodeArguments(packet) else { return }
             let ack = request.map { request in
                 SocketIOAcknowledgement { [weak self] answer in
-                    let reply = EncodedPacket(messages: SocketIOPacketEncoder.encode(SocketIOPacket(type: .event, data: .array(answer))))
+                    // An ACK packet: its arguments may start with anything (an EVENT must start
+                    // with a string, so an answer like `{...}` would not decode on the asking node).
+                    let reply = EncodedPacket(messages: SocketIOPacketEncoder.encode(.ack(answer, ackId: 0)))
                     self?.send(.serverSideEmitResponse(request: request, packet: reply), toQueue: replyQueue)
                 }
             }

@@ -66,7 +66,7 @@ def test_broadcast_with_ack_counts_every_client_on_every_node(cluster, clients):
 def test_server_side_emit_with_acks_answers_from_every_other_node(cluster, clients):
     asker = clients(cluster[0])
     answers = asker.call("server-side-emit", {"payload": "hello"})
-    assert sorted(answers) == ["b:hello", "c:hello"]
+    assert sorted(answers, key=lambda a: a["node"]) == [{"node": "b", "payload": "hello"}, {"node": "c", "payload": "hello"}]
 
 
 def test_fetch_sockets_returns_remote_sockets_with_rooms_and_data(cluster, clients):
