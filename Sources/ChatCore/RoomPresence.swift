@@ -7,29 +7,30 @@ public struct RoomPresence: Equatable, Sendable {
     public let room: String
     /// Sorted, distinct, at most `limit` of them.
     public let names: [String]
-    /// Distinct names in the room on every node.
+    /// Connections in the room on every node (`names` may be fewer: capped, and two tabs of
+    /// one person share a name).
     public let count: Int
 
-    public init<Names: Sequence<String>>(room: String, names: Names, limit: Int = RoomPresence.defaultLimit) {
+    /// `count` defaults to the number of names given (one per connection).
+    public init<Names: Collection<String>>(room: String, names: Names, count: Int? = nil, limit: Int = RoomPresence.defaultLimit) {
         let distinct = Set(names).sorted()
         self.room = room
         self.names = Array(distinct.prefix(max(limit, 0)))
-        self.count = distinct.count
+        self.count = max(count ?? names.count, self.names.count)
+    }
+
+    /// One room's presence from every node's part (each capped already): names merged and
+    /// capped again, counts added.
+    public init(room: String, parts: [RoomPresence], limit: Int = RoomPresence.defaultLimit) {
+        self.init(room: room, names: parts.flatMap(\.names), count: parts.reduce(0) { $0 + $1.count }, limit: limit)
     }
 
     /// This presence with `name` counted in: a joining user's own snapshot may be built from a
     /// list computed a moment before it arrived.
     public func including(_ name: String, limit: Int = RoomPresence.defaultLimit) -> RoomPresence {
         if names.contains(name) { return self }
-        let listed = RoomPresence(room: room, names: names + [name], limit: limit)
         // Names beyond the cap are not known here, so the count is only ever raised by one.
-        return RoomPresence(room: room, names: listed.names, count: count + 1)
-    }
-
-    private init(room: String, names: [String], count: Int) {
-        self.room = room
-        self.names = names
-        self.count = count
+        return RoomPresence(room: room, names: names + [name], count: count + 1, limit: limit)
     }
 }
 

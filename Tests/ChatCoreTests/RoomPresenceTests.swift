@@ -2,10 +2,18 @@ import ChatCore
 import Testing
 
 @Suite struct RoomPresenceTests {
-    @Test func smallRoomsListEveryoneSortedOnce() {
+    @Test func smallRoomsListEveryoneSortedOnceAndCountConnections() {
         let presence = RoomPresence(room: "general", names: ["bob", "ada", "bob"])
         #expect(presence.names == ["ada", "bob"])
-        #expect(presence.count == 2)
+        #expect(presence.count == 3)  // bob has two tabs open
+    }
+
+    @Test func nodesPartsMergeIntoOneCappedList() {
+        let a = RoomPresence(room: "r", names: ["c", "a"], limit: 2)
+        let b = RoomPresence(room: "r", names: (0..<50).map { "b\($0)" }, limit: 2)
+        let merged = RoomPresence(room: "r", parts: [a, b], limit: 3)
+        #expect(merged.names == ["a", "b0", "b1"])
+        #expect(merged.count == 52)
     }
 
     @Test func crowdsAreCappedButCountedInFull() {
