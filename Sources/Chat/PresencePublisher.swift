@@ -11,6 +11,8 @@ final class PresencePublisher: Sendable {
     private struct State {
         var schedule = PresenceSchedule()
         var recent: [String: (presence: RoomPresence, readAt: ContinuousClock.Instant)] = [:]
+        /// One lookup per room at a time: a crowd arriving together shares it.
+        var reading: [String: Task<RoomPresence, Never>] = [:]
     }
 
     private let io: SocketIOServer
@@ -42,13 +44,18 @@ final class PresencePublisher: Sendable {
         }
     }
 
-    /// The room's presence, from a read younger than `interval` when there is one.
+    /// The room's presence, from a read younger than `interval` or the one under way, if any.
     func presence(of room: String) async -> RoomPresence {
         let now = ContinuousClock.now
-        if let recent = state.withLockedValue({ $0.recent[room] }), now - recent.readAt < interval {
-            return recent.presence
+        let task = state.withLockedValue { state -> Task<RoomPresence, Never>? in
+            if let recent = state.recent[room], now - recent.readAt < interval { return nil }
+            if let running = state.reading[room] { return running }
+            let started = Task { await self.read(room) }
+            state.reading[room] = started
+            return started
         }
-        return await read(room)
+        guard let task else { return state.withLockedValue { $0.recent[room]?.presence } ?? RoomPresence(room: room, names: []) }
+        return await task.value
     }
 
     /// Every node answers with at most 100 names and its count, not with whole socket
@@ -65,6 +72,7 @@ final class PresencePublisher: Sendable {
         }
         let presence = RoomPresence(room: room, parts: parts)
         state.withLockedValue { state in
+            state.reading[room] = nil
             // Forget empty rooms: every guest's private room would otherwise stay here.
             if presence.count == 0 {
                 state.recent[room] = nil
