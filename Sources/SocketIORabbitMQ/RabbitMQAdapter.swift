@@ -136,12 +136,13 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         // connection died is redelivered after recovery (the duplicate filter drops copies).
         let consumer = try await consume.consume(queue: queueName, noAck: false, exclusive: true)
         channels.withLockedValue { $0 = (publish, consume) }
-        let replay = state.withLockedValue { state in
+        state.withLockedValue { state in
             state.isConsuming = true
             state.epoch += 1
-            return (state.outbox.connectionRestored(), state.epoch)
+            let epoch = state.epoch
+            enqueueLocked(state.outbox.connectionRestored().map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: epoch) })
         }
-        enqueue(replay.0.map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: replay.1) })
+        publishWakeups.yield()
 
         let heartbeatNanoseconds = UInt64(options.heartbeatIntervalSeconds * 1e9)
         let started: [Task<Void, Never>] = [
@@ -322,19 +323,20 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         // restore's marker (queued the same way) falls before or after both; the restore
         // holds see this packet in that same section, before it is delivered here.
         let encoded = EncodedPacket(messages: messages)
-        let (jobs, held) = state.withLockedValue { state -> ([PublishJob], [String]) in
-            var jobs: [PublishJob] = []
-            if let job = makeJob(.recoverablePacket(offset: recoveryOffset, selection: selection, packet: encoded), toQueue: recoveryStreamName, in: &state) {
-                jobs.append(job)
+        let held = state.withLockedValue { state -> [String] in
+            let record = makeJob(.recoverablePacket(offset: recoveryOffset, selection: selection, packet: encoded), toQueue: recoveryStreamName, in: &state)
+            let broadcast = makeJob(.broadcast(selection: selection, flags: ClusterBroadcastFlags(isVolatile: false), packet: encoded, ackRequest: nil),
+                                    routingKeys: routingKeys, in: &state)
+            if record != nil || broadcast != nil {
+                pendingJobs.withLockedValue { jobs in
+                    if let record { jobs.append(record) }
+                    if let broadcast { jobs.append(broadcast) }
+                }
             }
-            if let job = makeJob(.broadcast(selection: selection, flags: ClusterBroadcastFlags(isVolatile: false), packet: encoded, ackRequest: nil),
-                                 routingKeys: routingKeys, in: &state) {
-                jobs.append(job)
-            }
-            guard !state.restoreHolds.isEmpty else { return (jobs, []) }
-            return (jobs, Self.holdBack(encoded, selection: selection, from: cluster.nodeID, isOwn: true, in: &state))
+            guard !state.restoreHolds.isEmpty else { return [] }
+            return Self.holdBack(encoded, selection: selection, from: cluster.nodeID, isOwn: true, in: &state)
         }
-        enqueue(jobs)
+        publishWakeups.yield()
         namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except, held: held))
     }
 
@@ -511,14 +513,14 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
         addAll(session.socketId, rooms: rooms)
         await waitUntilRoomsRouted(rooms)
-        let (jobs, nodes) = state.withLockedValue { state -> ([PublishJob], Set<String>) in
+        let nodes = state.withLockedValue { state -> Set<String> in
             let nodes = state.membership.liveNodes
             state.restoreHolds[restoreId]?.markersRequested(from: nodes)
-            let jobs = [makeJob(.restoreMarkerRequest(id: restoreId), in: &state),
-                        makeJob(.restoreMarker(id: restoreId), toQueue: recoveryStreamName, in: &state)].compactMap { $0 }
-            return (jobs, nodes)
+            enqueueLocked([makeJob(.restoreMarkerRequest(id: restoreId), in: &state),
+                           makeJob(.restoreMarker(id: restoreId), toQueue: recoveryStreamName, in: &state)].compactMap { $0 })
+            return nodes
         }
-        enqueue(jobs)
+        publishWakeups.yield()
         return nodes
     }
 
@@ -645,8 +647,12 @@ public final class RabbitMQAdapter: SocketIOAdapter {
 
     /// Encodes and queues one message: published now if connected, otherwise held in order.
     private func send(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil) {
-        let job = state.withLockedValue { makeJob(payload, routingKeys: routingKeys, toQueue: replyQueue, in: &$0) }
-        if let job { enqueue([job]) }
+        let queued = state.withLockedValue { state -> Bool in
+            guard let job = makeJob(payload, routingKeys: routingKeys, toQueue: replyQueue, in: &state) else { return false }
+            pendingJobs.withLockedValue { $0.append(job) }
+            return true
+        }
+        if queued { publishWakeups.yield() }
     }
 
     /// The outbox part of `send`, for callers that queue several messages in one critical section.
@@ -667,10 +673,14 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
     }
 
-    private func enqueue(_ jobs: [PublishJob]) {
+    /// Hands jobs to the publisher. Called under the state lock, in the critical section that
+    /// numbered them: the publisher's order is then the order of sequence numbers and outbox
+    /// entries, which a peer's duplicate filter and a restore's markers rely on. (The lock
+    /// order is state, then pending jobs; `takeBatch` takes only the latter.) Wake the
+    /// publisher after the critical section.
+    private func enqueueLocked(_ jobs: [PublishJob]) {
         guard !jobs.isEmpty else { return }
         pendingJobs.withLockedValue { $0.append(contentsOf: jobs) }
-        publishWakeups.yield()
     }
 
     /// What queued up for one destination, as `PublishBatching` allows.
@@ -778,6 +788,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             state.membership.refreshAll(atNanoseconds: Self.now())
             let epoch = state.epoch
             let jobs = state.outbox.connectionRestored().map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: epoch) }
+            enqueueLocked(jobs)
             if options.roomAwareRouting {
                 for operation in state.roomBindings.rebindAll() { bindingChanges.yield(operation) }
             }
@@ -785,7 +796,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
         guard let replay else { return }
         logger.info("replaying held cluster messages", metadata: ["count": "\(replay.count)", "namespace": "\(namespace.name)"])
-        enqueue(replay)
+        publishWakeups.yield()
         send(.heartbeat(isInitial: true))
     }
 
@@ -883,11 +894,11 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             // Both markers in one critical section: whatever this node queued before is ahead
             // of them in the stream and in the asker's queue alike.
             guard let recoveryStreamName else { break }
-            let jobs = state.withLockedValue { state in
-                [makeJob(.restoreMarker(id: id), toQueue: recoveryStreamName, in: &state),
-                 makeJob(.restoreMarker(id: id), toQueue: replyQueue, in: &state)].compactMap { $0 }
+            state.withLockedValue { state in
+                enqueueLocked([makeJob(.restoreMarker(id: id), toQueue: recoveryStreamName, in: &state),
+                               makeJob(.restoreMarker(id: id), toQueue: replyQueue, in: &state)].compactMap { $0 })
             }
-            enqueue(jobs)
+            publishWakeups.yield()
         case .restoreMarker(let id):
             let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
                 guard state.restoreHolds[id]?.markerArrived(from: origin) == true else { return nil }
