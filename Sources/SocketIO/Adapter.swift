@@ -1,3 +1,4 @@
+import EngineIO
 import NIOCore
 
 /// Which sockets a broadcast (or a bulk operation) reaches.
@@ -106,6 +107,8 @@ public enum SocketIOAdapterError: Error, Sendable, Hashable {
 ///   cross the network and complete when all nodes answered or a timeout passed.
 /// * `persistSession` / `restoreSession` back connection state recovery; an adapter that
 ///   keeps no log returns `nil` from `restoreSession`, and the client gets a new session.
+///   After a restore, exactly one of `restoredSocketConnecting` (on the socket's loop, right
+///   before its CONNECT reply) or `restoreAbandoned` is called for the session's socket id.
 public protocol SocketIOAdapter: AnyObject, Sendable {
     /// Called once when the namespace is created, before any socket joins.
     func start() async throws
@@ -147,10 +150,20 @@ public protocol SocketIOAdapter: AnyObject, Sendable {
 
     func persistSession(_ session: PersistedSession) async
     func restoreSession(privateId: String, offset: String) async -> RestoredSession?
+    /// The socket restored by `restoreSession` is being connected: from now on broadcasts
+    /// reach it directly. Returns the encoded packets an adapter held back for it since the
+    /// restore (emitted after `missedPackets` were collected), to be sent right after them.
+    func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]]
+    /// The socket restored by `restoreSession` will not connect (refused, or its client left).
+    func restoreAbandoned(_ socketId: String)
 }
 
 extension SocketIOAdapter {
     /// A single node (or an adapter that sends every broadcast to every node) routes a room
     /// as soon as `addAll` returned.
     public func waitUntilRoomsRouted(_ rooms: Set<String>) async {}
+
+    /// An adapter whose restore and connection see one consistent log holds nothing back.
+    public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] { [] }
+    public func restoreAbandoned(_ socketId: String) {}
 }

@@ -164,7 +164,10 @@ public final class SocketIONamespace: Sendable {
         let refused = refusal
         client.eventLoop.execute {
             if let refused {
-                if socket.recovered { self.adapter.delAll(socket.id) }  // rooms joined before admission
+                if socket.recovered {
+                    self.adapter.delAll(socket.id)  // rooms joined before admission
+                    self.adapter.restoreAbandoned(socket.id)
+                }
                 client.didRefuse(namespace: self.name, error: refused)
             } else {
                 self.connect(socket, client: client)
@@ -175,7 +178,10 @@ public final class SocketIONamespace: Sendable {
     private func connect(_ socket: SocketIOSocket, client: SocketIOClient) {
         client.eventLoop.assertInEventLoop()
         guard client.didAdmit(socket) else {
-            if socket.recovered { adapter.delAll(socket.id) }  // rooms joined before admission
+            if socket.recovered {
+                adapter.delAll(socket.id)  // rooms joined before admission
+                adapter.restoreAbandoned(socket.id)
+            }
             return
         }
         socketTable.withLockedValue { $0[socket.id] = socket }

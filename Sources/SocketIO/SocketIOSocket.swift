@@ -277,6 +277,11 @@ public final class SocketIOSocket: @unchecked Sendable {
         for data in missedPackets {
             client.send(SocketIOPacket(type: data.containsBinary ? .binaryEvent : .event, namespace: namespace.name, data: data))
         }
+        // Packets emitted while the restore caught up, which no later broadcast repeats.
+        // Still in this loop task: broadcasts from now on are queued behind it.
+        if recovered {
+            for messages in namespace.adapter.restoredSocketConnecting(id) { client.connection.send(messages) }
+        }
     }
 
     func deliverOnLoop(_ messages: [EngineMessage], volatile: Bool = false) {

@@ -112,6 +112,13 @@ public enum ClusterPayload: Sendable, Hashable {
     /// It is also the claim that makes a restore single-use: of the claims that follow a
     /// session record, the first in stream order wins (`RecoveryStreamScan`).
     case restoreClaim(id: String, privateId: String)
+    /// A restoring node asks every node to mark the end of what it has enqueued so far:
+    /// each answers with `restoreMarker(id)` appended to the stream and sent to the asker's
+    /// queue, in one step, so the two markers cut the node's stream records and its live
+    /// broadcasts at the same place (docs/CLUSTER.md, "Restoring on another node").
+    case restoreMarkerRequest(id: String)
+    /// The answer to `restoreMarkerRequest(id)` (also the restoring node's own stream marker).
+    case restoreMarker(id: String)
 
     /// Wire type byte. Values follow socket.io's numbering so logs read alike.
     var typeCode: UInt8 {
@@ -131,6 +138,8 @@ public enum ClusterPayload: Sendable, Hashable {
         case .recoverablePacket: return 14
         case .sessionRecord: return 15
         case .restoreClaim: return 16
+        case .restoreMarkerRequest: return 17
+        case .restoreMarker: return 18
         }
     }
 
@@ -248,6 +257,8 @@ public enum ClusterMessageCodec {
         case .restoreClaim(let id, let privateId):
             buffer.writeShortString(id)
             buffer.writeShortString(privateId)
+        case .restoreMarkerRequest(let id), .restoreMarker(let id):
+            buffer.writeShortString(id)
         }
     }
 
@@ -318,6 +329,8 @@ public enum ClusterMessageCodec {
         case 16:
             let id = try buffer.readShortString("claim.id")
             payload = .restoreClaim(id: id, privateId: try buffer.readShortString("claim.privateId"))
+        case 17: payload = .restoreMarkerRequest(id: try buffer.readShortString("markerRequest.id"))
+        case 18: payload = .restoreMarker(id: try buffer.readShortString("marker.id"))
         default: throw .unknownType(type)
         }
         guard buffer.readableBytes == 0 else { throw .trailingBytes(buffer.readableBytes) }

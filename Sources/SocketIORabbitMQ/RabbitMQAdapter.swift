@@ -67,6 +67,10 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         var fetchWaiters: [ClusterRequestID: CheckedContinuation<ClusterRequestTracker.Completion, Never>] = [:]
         var ackCallbacks: [ClusterRequestID: (clientCount: @Sendable (Int) -> Void, ack: @Sendable (String, [JSONValue]) -> Void)] = [:]
         var metrics = RabbitMQAdapterMetrics()
+        /// Cross-node restores catching up, by restore id (`RestoreHold`).
+        var restoreHolds: [String: RestoreHold] = [:]
+        /// Restores waiting for the last queue marker of their peers.
+        var markerWaiters: [String: CheckedContinuation<Void, Never>] = [:]
         var isConsuming = false
         var isClosed = false
     }
@@ -132,12 +136,13 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         // connection died is redelivered after recovery (the duplicate filter drops copies).
         let consumer = try await consume.consume(queue: queueName, noAck: false, exclusive: true)
         channels.withLockedValue { $0 = (publish, consume) }
-        let replay = state.withLockedValue { state in
+        state.withLockedValue { state in
             state.isConsuming = true
             state.epoch += 1
-            return (state.outbox.connectionRestored(), state.epoch)
+            let epoch = state.epoch
+            enqueueLocked(state.outbox.connectionRestored().map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: epoch) })
         }
-        enqueue(replay.0.map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: replay.1) })
+        publishWakeups.yield()
 
         let heartbeatNanoseconds = UInt64(options.heartbeatIntervalSeconds * 1e9)
         let started: [Task<Void, Never>] = [
@@ -265,10 +270,24 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     public func socketRooms(_ socketId: String) -> Set<String>? { local.socketRooms(socketId) }
 
     /// Local socket ids selected by rooms and except-rooms (socket.io-adapter's `apply`).
-    private func localRecipients(rooms: Set<String>, except: Set<String>) -> Set<String> {
+    /// `held`: restoring sockets that get this packet from their `RestoreHold` instead.
+    private func localRecipients(rooms: Set<String>, except: Set<String>, held: [String] = []) -> Set<String> {
         var recipients = local.sockets(in: rooms)
         if !except.isEmpty, !recipients.isEmpty { recipients.subtract(local.sockets(in: except)) }
+        for socketId in held { recipients.remove(socketId) }
         return recipients
+    }
+
+    /// A recoverable broadcast is being delivered on this node while restores catch up: each
+    /// hold keeps it if its socket lacks it, and the restoring sockets are left out of the
+    /// direct delivery. Called under the state lock, only when `restoreHolds` is not empty.
+    private static func holdBack(_ packet: EncodedPacket, selection: ClusterSocketSelection, from origin: String, isOwn: Bool, in state: inout State) -> [String] {
+        var held: [String] = []
+        for restoreId in Array(state.restoreHolds.keys) {
+            state.restoreHolds[restoreId]!.broadcastDelivered(from: origin, isOwn: isOwn, selection: selection, packet: packet)
+            held.append(state.restoreHolds[restoreId]!.socketId)
+        }
+        return held
     }
 
     // MARK: Broadcast
@@ -291,14 +310,34 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         // Encode once: the same bytes go to local sockets and, inside the AMQP body, to
         // every other node's sockets.
         let messages = SocketIOPacketEncoder.encode(packet)
-        namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except), volatile: options.flags.volatile)
-        guard !options.flags.local else { return }
         let selection = ClusterSocketSelection(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted())
-        if let recoveryOffset, let recoveryStreamName {
-            send(.recoverablePacket(offset: recoveryOffset, selection: selection, packet: EncodedPacket(messages: messages)), toQueue: recoveryStreamName)
+        let routingKeys = RoomRoutingKeys.keys(forBroadcastTo: selection.rooms, roomAware: self.options.roomAwareRouting)
+        guard let recoveryOffset, let recoveryStreamName else {
+            namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except), volatile: options.flags.volatile)
+            guard !options.flags.local else { return }
+            send(.broadcast(selection: selection, flags: ClusterBroadcastFlags(isVolatile: options.flags.volatile), packet: EncodedPacket(messages: messages), ackRequest: nil),
+                 routingKeys: routingKeys)
+            return
         }
-        send(.broadcast(selection: selection, flags: ClusterBroadcastFlags(isVolatile: options.flags.volatile), packet: EncodedPacket(messages: messages), ackRequest: nil),
-             routingKeys: RoomRoutingKeys.keys(forBroadcastTo: selection.rooms, roomAware: self.options.roomAwareRouting))
+        // The stream record and the broadcast are queued in one critical section, so that a
+        // restore's marker (queued the same way) falls before or after both; the restore
+        // holds see this packet in that same section, before it is delivered here.
+        let encoded = EncodedPacket(messages: messages)
+        let held = state.withLockedValue { state -> [String] in
+            let record = makeJob(.recoverablePacket(offset: recoveryOffset, selection: selection, packet: encoded), toQueue: recoveryStreamName, in: &state)
+            let broadcast = makeJob(.broadcast(selection: selection, flags: ClusterBroadcastFlags(isVolatile: false), packet: encoded, ackRequest: nil),
+                                    routingKeys: routingKeys, in: &state)
+            if record != nil || broadcast != nil {
+                pendingJobs.withLockedValue { jobs in
+                    if let record { jobs.append(record) }
+                    if let broadcast { jobs.append(broadcast) }
+                }
+            }
+            guard !state.restoreHolds.isEmpty else { return [] }
+            return Self.holdBack(encoded, selection: selection, from: cluster.nodeID, isOwn: true, in: &state)
+        }
+        publishWakeups.yield()
+        namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except, held: held))
     }
 
     public func broadcastWithAck(
@@ -376,21 +415,30 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         send(.sessionRecord(record), toQueue: recoveryStreamName)
     }
 
-    /// Appends a claim for `privateId` to the stream, then reads the stream from
-    /// `maxDisconnectionDuration` ago up to that claim (`RecoveryStreamScan`): the latest
-    /// session record of `privateId`, and every recoverable packet after `offset` that reaches
-    /// the session's rooms, in stream (= emission) order. Only the first claim after the
-    /// record restores, so a session is restored at most once across all nodes.
+    /// Restores a session from the recovery stream, on any node:
+    ///
+    /// 1. Appends a claim for `privateId` and reads the stream from `maxDisconnectionDuration`
+    ///    ago up to it (`RecoveryStreamScan`): the latest session record, whether this claim is
+    ///    the first after it (a session is restored at most once across all nodes), and the
+    ///    recoverable packets after `offset` that reach the session's rooms, in stream order.
+    /// 2. Catches up with traffic that goes on meanwhile: holds live broadcasts back from the
+    ///    socket (`RestoreHold`), joins and routes its rooms, asks every node for a marker
+    ///    (stream and this node's queue, in one step), and reads on to the markers. Each node's
+    ///    packets before its marker are replayed; those after it are held and handed over by
+    ///    `restoredSocketConnecting`, in the task that connects the socket. Nothing is missed
+    ///    between the replay and live delivery, and nothing comes twice.
     public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
         guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
-        let claimID = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
-        var scan = RecoveryStreamScan(privateId: privateId, offset: offset, claimId: claimID)
+        let restoreId = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
+        var scan = RecoveryStreamScan(privateId: privateId, offset: offset, claimId: restoreId)
+        var claimed: SessionRecord?
+        let timeoutNanoseconds = UInt64(max(options.requestTimeoutSeconds, 0.1) * 1e9)
         do {
             let channel = try await cluster.connection.openChannel()
             defer { Task { try? await channel.close() } }
             try await channel.basicQos(prefetchCount: 1000)
             try await channel.confirmSelect()
-            let claim = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: 0, namespace: namespace.name, payload: .restoreClaim(id: claimID, privateId: privateId)))
+            let claim = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: 0, namespace: namespace.name, payload: .restoreClaim(id: restoreId, privateId: privateId)))
             // Confirmed before reading, so the claim is in the stream when the scan looks for it.
             try await channel.publish(claim, exchange: "", routingKey: recoveryStreamName, properties: AMQPBasicProperties(deliveryMode: 2))
             let windowSeconds = UInt64(max(1, recovery.maxDisconnectionDuration.nanoseconds / 1_000_000_000))
@@ -398,34 +446,137 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             let consumer = try await channel.consume(queue: recoveryStreamName, noAck: false, arguments: [
                 "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds + 5)),
             ])
+            var deadline: Task<Void, Never>?
+            defer { deadline?.cancel() }
             var unacked = 0
-            for try await delivery in consumer {
+            reading: for try await delivery in consumer {
                 unacked += 1
                 if unacked >= 500 {
                     try await delivery.ack(multiple: true)
                     unacked = 0
                 }
                 for body in (try? ClusterBatchCodec.split(delivery.body)) ?? [] {
-                    guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name,
-                          let outcome = scan.read(message.payload) else { continue }
-                    try await delivery.ack(multiple: true)
-                    try? await consumer.cancel()
-                    switch outcome {
-                    case .refused(let reason):
+                    guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name else { continue }
+                    switch scan.read(message.payload, origin: message.origin) {
+                    case .refused(let reason)?:
                         logger.debug("session not restored", metadata: ["reason": "\(reason)"])
+                        try? await delivery.ack(multiple: true)
+                        try? await consumer.cancel()
                         return nil
-                    case .restored(let session, let packets):
-                        guard let data = ClusterValueEncoding.decode(session.data) else { return nil }
-                        return RestoredSession(
-                            session: PersistedSession(socketId: session.socketId, privateId: session.privateId, rooms: Set(session.rooms), data: data),
-                            missedPackets: packets.compactMap { Self.decodePacket($0)?.data })
+                    case .restored(let session, _)?:
+                        claimed = session
+                        let nodes = await beginCatchUp(restoreId, session: session, capacity: recovery.maxLoggedPackets)
+                        scan.awaitMarkers(id: restoreId, from: nodes.union([cluster.nodeID]))
+                        // A node that never answers (it died) costs the request timeout, not a hang.
+                        deadline = Task {
+                            try? await Task.sleep(nanoseconds: timeoutNanoseconds)
+                            if !Task.isCancelled { try? await consumer.cancel() }
+                        }
+                    case nil:
+                        break
+                    }
+                    if scan.markersComplete {
+                        try? await delivery.ack(multiple: true)
+                        try? await consumer.cancel()
+                        break reading
                     }
                 }
             }
         } catch {
             logger.warning("session restore failed", metadata: ["error": "\(error)"])
+            if let claimed { endCatchUp(restoreId, socketId: claimed.socketId) }
+            return nil
         }
-        return nil
+        guard let claimed else { return nil }
+        if !scan.markersComplete {
+            logger.warning("restore: not every node marked the recovery stream in time", metadata: ["socket": "\(claimed.socketId)"])
+        }
+        await waitForQueueMarkers(restoreId, timeoutNanoseconds: timeoutNanoseconds)
+        guard let data = ClusterValueEncoding.decode(claimed.data) else {
+            endCatchUp(restoreId, socketId: claimed.socketId)
+            return nil
+        }
+        let replay = scan.replay()
+        state.withLockedValue { $0.restoreHolds[restoreId]?.replayedOffsets = Set(replay.map(\.offset)) }
+        return RestoredSession(
+            session: PersistedSession(socketId: claimed.socketId, privateId: claimed.privateId, rooms: Set(claimed.rooms), data: data),
+            missedPackets: replay.compactMap { Self.decodePacket($0.packet)?.data })
+    }
+
+    /// Registers the hold for the restored socket, joins its rooms and waits until they are
+    /// routed here (a marker must not pass a broadcast this node would not get), then asks
+    /// every node for its markers and queues its own. Returns the nodes asked.
+    private func beginCatchUp(_ restoreId: String, session: SessionRecord, capacity: Int) async -> Set<String> {
+        let rooms = Set(session.rooms).union([session.socketId])
+        state.withLockedValue { state in
+            state.restoreHolds[restoreId] = RestoreHold(socketId: session.socketId, rooms: rooms, capacity: capacity, startedAtNanoseconds: Self.now())
+        }
+        addAll(session.socketId, rooms: rooms)
+        await waitUntilRoomsRouted(rooms)
+        let nodes = state.withLockedValue { state -> Set<String> in
+            let nodes = state.membership.liveNodes
+            state.restoreHolds[restoreId]?.markersRequested(from: nodes)
+            enqueueLocked([makeJob(.restoreMarkerRequest(id: restoreId), in: &state),
+                           makeJob(.restoreMarker(id: restoreId), toQueue: recoveryStreamName, in: &state)].compactMap { $0 })
+            return nodes
+        }
+        publishWakeups.yield()
+        return nodes
+    }
+
+    /// Returns once every node asked has sent its queue marker, or after the timeout (then the
+    /// silent nodes' broadcasts pass, and copies of replayed ones are dropped by offset).
+    private func waitForQueueMarkers(_ restoreId: String, timeoutNanoseconds: UInt64) async {
+        let timer = Task { [weak self] in
+            try? await Task.sleep(nanoseconds: timeoutNanoseconds)
+            guard !Task.isCancelled, let self else { return }
+            let waiter = self.state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                state.restoreHolds[restoreId]?.stopAwaitingMarkers()
+                return state.markerWaiters.removeValue(forKey: restoreId)
+            }
+            if let waiter {
+                self.logger.warning("restore: not every node sent its queue marker in time")
+                waiter.resume()
+            }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = state.withLockedValue { state -> Bool in
+                guard let hold = state.restoreHolds[restoreId], !hold.markersComplete else { return true }
+                state.markerWaiters[restoreId] = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+        timer.cancel()
+    }
+
+    /// Drops a restore's hold and the rooms joined for it (the socket will not connect).
+    private func endCatchUp(_ restoreId: String, socketId: String) {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            state.restoreHolds.removeValue(forKey: restoreId)
+            return state.markerWaiters.removeValue(forKey: restoreId)
+        }
+        waiter?.resume()
+        delAll(socketId)
+    }
+
+    public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] {
+        let hold = state.withLockedValue { state -> RestoreHold? in
+            guard let restoreId = state.restoreHolds.first(where: { $0.value.socketId == socketId })?.key else { return nil }
+            return state.restoreHolds.removeValue(forKey: restoreId)
+        }
+        guard let hold else { return [] }
+        if hold.overflow > 0 {
+            logger.error("restore: held packets over capacity were dropped", metadata: ["socket": "\(socketId)", "dropped": "\(hold.overflow)"])
+        }
+        return hold.release(offsetOf: { Self.decodePacket($0)?.data?.arrayValue?.last?.stringValue }).map(\.messages)
+    }
+
+    public func restoreAbandoned(_ socketId: String) {
+        state.withLockedValue { state in
+            guard let restoreId = state.restoreHolds.first(where: { $0.value.socketId == socketId })?.key else { return }
+            state.restoreHolds.removeValue(forKey: restoreId)
+        }
     }
 
     // MARK: Requests
@@ -474,6 +625,11 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             var finished: [(ClusterRequestTracker.Completion, CheckedContinuation<ClusterRequestTracker.Completion, Never>?)] = []
             let now = Self.now()
             state.duplicates.forgetSilentOrigins(atNanoseconds: now)
+            // A hold whose socket never connected nor was abandoned (it should not happen)
+            // stops holding after a while rather than growing.
+            if !state.restoreHolds.isEmpty {
+                state.restoreHolds = state.restoreHolds.filter { now &- $0.value.startedAtNanoseconds < Self.restoreHoldLifetimeNanoseconds }
+            }
             // With our own connection down, silence proves nothing about the others.
             guard state.outbox.isConnected else { return finished }
             for node in state.membership.expire(atNanoseconds: now) {
@@ -491,28 +647,40 @@ public final class RabbitMQAdapter: SocketIOAdapter {
 
     /// Encodes and queues one message: published now if connected, otherwise held in order.
     private func send(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil) {
-        let job = state.withLockedValue { state -> PublishJob? in
-            state.lastSequence += 1
-            let body = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: state.lastSequence, namespace: namespace.name, payload: payload))
-            let outgoing = replyQueue.map { Outgoing(body: body, exchange: "", routingKeys: [$0]) }
-                ?? Outgoing(body: body, exchange: exchangeName, routingKeys: routingKeys)
-            switch state.outbox.enqueue(outgoing, nowNanoseconds: Self.now()) {
-            case .publish(let item, let number):
-                return PublishJob(outgoing: item, publishNumber: number, epoch: state.epoch)
-            case .held:
-                return nil
-            case .heldDroppingOldest, .rejected:
-                logger.warning("cluster outbox full; message dropped", metadata: ["overflow": "\(state.outbox.overflowCount)", "policy": "\(options.outboxOverflowPolicy)"])
-                return nil
-            }
+        let queued = state.withLockedValue { state -> Bool in
+            guard let job = makeJob(payload, routingKeys: routingKeys, toQueue: replyQueue, in: &state) else { return false }
+            pendingJobs.withLockedValue { $0.append(job) }
+            return true
         }
-        if let job { enqueue([job]) }
+        if queued { publishWakeups.yield() }
     }
 
-    private func enqueue(_ jobs: [PublishJob]) {
+    /// The outbox part of `send`, for callers that queue several messages in one critical section.
+    private func makeJob(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil,
+                         in state: inout State) -> PublishJob? {
+        state.lastSequence += 1
+        let body = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: state.lastSequence, namespace: namespace.name, payload: payload))
+        let outgoing = replyQueue.map { Outgoing(body: body, exchange: "", routingKeys: [$0]) }
+            ?? Outgoing(body: body, exchange: exchangeName, routingKeys: routingKeys)
+        switch state.outbox.enqueue(outgoing, nowNanoseconds: Self.now()) {
+        case .publish(let item, let number):
+            return PublishJob(outgoing: item, publishNumber: number, epoch: state.epoch)
+        case .held:
+            return nil
+        case .heldDroppingOldest, .rejected:
+            logger.warning("cluster outbox full; message dropped", metadata: ["overflow": "\(state.outbox.overflowCount)", "policy": "\(options.outboxOverflowPolicy)"])
+            return nil
+        }
+    }
+
+    /// Hands jobs to the publisher. Called under the state lock, in the critical section that
+    /// numbered them: the publisher's order is then the order of sequence numbers and outbox
+    /// entries, which a peer's duplicate filter and a restore's markers rely on. (The lock
+    /// order is state, then pending jobs; `takeBatch` takes only the latter.) Wake the
+    /// publisher after the critical section.
+    private func enqueueLocked(_ jobs: [PublishJob]) {
         guard !jobs.isEmpty else { return }
         pendingJobs.withLockedValue { $0.append(contentsOf: jobs) }
-        publishWakeups.yield()
     }
 
     /// What queued up for one destination, as `PublishBatching` allows.
@@ -528,6 +696,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     }
 
     static let maxBatchMessages = 256
+    /// Far above a restore plus its middlewares.
+    static let restoreHoldLifetimeNanoseconds: UInt64 = 300_000_000_000
     static let maxBatchBytes = 256 * 1024
 
     /// One publisher per adapter, publishing in outbox order and waiting for each confirm
@@ -618,6 +788,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             state.membership.refreshAll(atNanoseconds: Self.now())
             let epoch = state.epoch
             let jobs = state.outbox.connectionRestored().map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: epoch) }
+            enqueueLocked(jobs)
             if options.roomAwareRouting {
                 for operation in state.roomBindings.rebindAll() { bindingChanges.yield(operation) }
             }
@@ -625,7 +796,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
         guard let replay else { return }
         logger.info("replaying held cluster messages", metadata: ["count": "\(replay.count)", "namespace": "\(namespace.name)"])
-        enqueue(replay)
+        publishWakeups.yield()
         send(.heartbeat(isInitial: true))
     }
 
@@ -651,9 +822,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
         // A node never re-handles its own messages (its queue is bound to the same keys).
         guard message.origin != cluster.nodeID, message.namespace == namespace.name else { return }
-        let accepted = state.withLockedValue { state -> Bool in
+        let verdict = state.withLockedValue { state -> (accepted: Bool, held: [String]) in
             let now = Self.now()
-            guard state.duplicates.accept(origin: message.origin, sequence: message.sequence, atNanoseconds: now) else { return false }
+            guard state.duplicates.accept(origin: message.origin, sequence: message.sequence, atNanoseconds: now) else { return (false, []) }
             state.metrics.received += 1
             if case .broadcast = message.payload { state.metrics.receivedBroadcasts += 1 }
             if case .adapterClose = message.payload {
@@ -661,13 +832,18 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             } else {
                 state.membership.heard(from: message.origin, atNanoseconds: now)
             }
-            return true
+            // Restores catching up see the broadcast in the same section as the duplicate
+            // filter, before it is delivered (`RestoreHold`).
+            guard !state.restoreHolds.isEmpty, recoveryStreamName != nil,
+                  case .broadcast(let selection, let flags, let packet, nil) = message.payload, !flags.isVolatile else { return (true, []) }
+            return (true, Self.holdBack(packet, selection: selection, from: message.origin, isOwn: false, in: &state))
         }
-        guard accepted else { return }
-        handle(message)
+        guard verdict.accepted else { return }
+        handle(message, held: verdict.held)
     }
 
-    private func handle(_ message: ClusterMessage) {
+    /// `held`: restoring sockets left out of a broadcast (their holds have it).
+    private func handle(_ message: ClusterMessage, held: [String]) {
         let origin = message.origin
         let replyQueue = "\(options.exchangePrefix)#\(namespace.name)#\(origin)"
         switch message.payload {
@@ -681,7 +857,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             for (completion, waiter) in finished { waiter?.resume(returning: completion) }
         case .broadcast(let selection, let flags, let packet, nil):
             namespace.deliver(
-                packet.messages, to: localRecipients(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)),
+                packet.messages, to: localRecipients(rooms: Set(selection.rooms), except: Set(selection.exceptRooms), held: held),
                 volatile: flags.isVolatile
             )
         case .broadcast(let selection, let flags, let encoded, let request?):
@@ -719,6 +895,21 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 }
             }
             namespace.handleServerSideEmit(args, ack: ack)
+        case .restoreMarkerRequest(let id):
+            // Both markers in one critical section: whatever this node queued before is ahead
+            // of them in the stream and in the asker's queue alike.
+            guard let recoveryStreamName else { break }
+            state.withLockedValue { state in
+                enqueueLocked([makeJob(.restoreMarker(id: id), toQueue: recoveryStreamName, in: &state),
+                               makeJob(.restoreMarker(id: id), toQueue: replyQueue, in: &state)].compactMap { $0 })
+            }
+            publishWakeups.yield()
+        case .restoreMarker(let id):
+            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                guard state.restoreHolds[id]?.markerArrived(from: origin) == true else { return nil }
+                return state.markerWaiters.removeValue(forKey: id)
+            }
+            waiter?.resume()
         case .recoverablePacket, .sessionRecord, .restoreClaim:
             // Recovery-stream records never travel through node queues.
             break

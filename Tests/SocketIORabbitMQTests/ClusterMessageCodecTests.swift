@@ -42,11 +42,13 @@ final class ClusterMessageCodecTests: XCTestCase {
             .recoverablePacket(offset: "node-a.7f3c-1z", selection: selection, packet: packet),
             .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: ["sock1", "r"], data: packet)),
             .restoreClaim(id: "claim-1", privateId: "pid"),
+            .restoreMarkerRequest(id: "b-k9-claim-7"),
+            .restoreMarker(id: "b-k9-claim-7"),
         ]
         for payload in payloads { try roundTrip(payload) }
         // Distinct types really are distinct on the wire.
         let codes = Set(payloads.map(\.typeCode))
-        XCTAssertEqual(codes.count, 16)
+        XCTAssertEqual(codes.count, 18)
     }
 
     func testBroadcastCarriesTheEngineMessagesByteForByte() throws {
