@@ -216,15 +216,23 @@ class RawSocketIOClient:
         assert self.ws.recv().startswith("0")  # Engine.IO open
         self.ws.send("40" + (json.dumps(auth) if auth else ""))
         self.events = []
+        deadline = time.monotonic() + 10
         while True:
-            packet = self._next()
+            packet = self._next(deadline)
             if packet.startswith("40"):
                 self.connect_reply = json.loads(packet[2:])
                 break
             self._record(packet)
 
-    def _next(self):
+    def _next(self, deadline=None):
+        # The deadline covers the whole wait: a per-recv timeout would start again after
+        # every server ping and never expire when it is longer than the ping interval.
         while True:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no Socket.IO packet before the deadline")
+                self.ws.settimeout(remaining)
             frame = self.ws.recv()
             if frame == "2":  # Engine.IO ping
                 self.ws.send("3")
@@ -238,9 +246,8 @@ class RawSocketIOClient:
     def read_events(self, count, timeout):
         deadline = time.monotonic() + timeout
         while len(self.events) < count and time.monotonic() < deadline:
-            self.ws.settimeout(max(0.05, deadline - time.monotonic()))
             try:
-                self._record(self._next())
+                self._record(self._next(deadline))
             except Exception:
                 break
         return self.events
@@ -248,9 +255,9 @@ class RawSocketIOClient:
     def call(self, event, argument, ack_id=0, timeout=10):
         """Emits with an ack id and returns the ack's arguments (events meanwhile are kept)."""
         self.ws.send(f"42{ack_id}" + self.json.dumps([event, argument]))
-        self.ws.settimeout(timeout)
+        deadline = time.monotonic() + timeout
         while True:
-            packet = self._next()
+            packet = self._next(deadline)
             if packet.startswith(f"43{ack_id}["):
                 return self.json.loads(packet[len(f"43{ack_id}"):])
             self._record(packet)
