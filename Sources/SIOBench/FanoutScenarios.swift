@@ -44,13 +44,10 @@ func runFanout(scenario: String, common: CommonOptions, fanout: FanoutOptions) a
     guard fanout.senders >= 1, fanout.senders <= fanout.clients, fanout.rooms >= 1, fanout.messagesPerSecond > 0 else {
         throw ValidationError("need 1 <= senders <= clients, rooms >= 1 and rate > 0")
     }
-    var report = BenchReport(scenario: scenario, label: common.label)
-    try checkDescriptorBudget(connections: fanout.clients, report: &report)
-    let targets = try common.targets()
-    let runtime = BenchRuntime(threads: common.threads)
-    let counters = ConnectionCounters()
     let rooms = fanout.rooms
-    let stats = try await runtime.makeStats(rooms: rooms)
+    let setup = try await ScenarioSetup(scenario: scenario, common: common, connections: fanout.clients, rooms: rooms)
+    var report = setup.report
+    let (targets, runtime, counters, stats) = (setup.targets, setup.runtime, setup.counters, setup.stats)
 
     say("\(scenario): \(fanout.clients) clients in \(rooms) room(s) on \(targets.count) node(s), \(fanout.senders) sender(s), \(formatted(fanout.messagesPerSecond)) msgs/s for \(fanout.durationSeconds) s")
     let channels = await runtime.launch(

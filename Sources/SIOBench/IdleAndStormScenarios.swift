@@ -12,12 +12,9 @@ struct IdleScenario: AsyncParsableCommand {
     var sharedRoom = false
 
     func run() async throws {
-        var report = BenchReport(scenario: "idle", label: common.label)
-        try checkDescriptorBudget(connections: connections, report: &report)
-        let targets = try common.targets()
-        let runtime = BenchRuntime(threads: common.threads)
-        let counters = ConnectionCounters()
-        let stats = try await runtime.makeStats(rooms: 1)
+        let setup = try await ScenarioSetup(scenario: "idle", common: common, connections: connections)
+        var report = setup.report
+        let (targets, runtime, counters, stats) = (setup.targets, setup.runtime, setup.counters, setup.stats)
         let before = ProcessSampler.sampleAll(common.serverPIDs)
 
         say("idle: opening \(connections) connections to \(targets.map(\.description).joined(separator: ", "))")
@@ -84,12 +81,9 @@ struct ConnectStormScenario: AsyncParsableCommand {
     var sharedRoom = false
 
     func run() async throws {
-        var report = BenchReport(scenario: "connect-storm", label: common.label)
-        try checkDescriptorBudget(connections: connections, report: &report)
-        let targets = try common.targets()
-        let runtime = BenchRuntime(threads: common.threads)
-        let counters = ConnectionCounters()
-        let stats = try await runtime.makeStats(rooms: 1)
+        let setup = try await ScenarioSetup(scenario: "connect-storm", common: common, connections: connections)
+        var report = setup.report
+        let (targets, runtime, counters, stats) = (setup.targets, setup.runtime, setup.counters, setup.stats)
         let before = ProcessSampler.sampleAll(common.serverPIDs)
 
         say("connect-storm: \(connections) connections at \(formatted(attemptsPerSecond, digits: 0))/s")

@@ -13,12 +13,9 @@ struct RecoverStormScenario: AsyncParsableCommand {
 
     func run() async throws {
         guard clients >= 2 else { throw ValidationError("need at least 2 clients") }
-        var report = BenchReport(scenario: "recover-storm", label: common.label)
-        try checkDescriptorBudget(connections: clients, report: &report)
-        let targets = try common.targets()
-        let runtime = BenchRuntime(threads: common.threads)
-        let counters = ConnectionCounters()
-        let stats = try await runtime.makeStats(rooms: 1)
+        let setup = try await ScenarioSetup(scenario: "recover-storm", common: common, connections: clients)
+        var report = setup.report
+        let (targets, runtime, counters, stats) = (setup.targets, setup.runtime, setup.counters, setup.stats)
         let roomName = "bench-recover"
 
         say("recover-storm: \(clients) clients")

@@ -58,6 +58,26 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
+/// What every scenario starts with: its report (the descriptor budget checked and noted),
+/// the servers to load, the client event loops, connection counters and per-loop stats.
+struct ScenarioSetup {
+    var report: BenchReport
+    let targets: [ServerTarget]
+    let runtime: BenchRuntime
+    let counters: ConnectionCounters
+    let stats: [NIOLoopBound<LoopStats>]
+
+    init(scenario: String, common: CommonOptions, connections: Int, rooms: Int = 1) async throws {
+        var report = BenchReport(scenario: scenario, label: common.label)
+        try checkDescriptorBudget(connections: connections, report: &report)
+        self.report = report
+        self.targets = try common.targets()
+        self.runtime = BenchRuntime(threads: common.threads)
+        self.counters = ConnectionCounters()
+        self.stats = try await runtime.makeStats(rooms: rooms)
+    }
+}
+
 /// Reports what the file-descriptor limit allows, and refuses a run it cannot hold.
 func checkDescriptorBudget(connections: Int, report: inout BenchReport) throws {
     let limit = FileDescriptorLimit.raiseToHardLimit()
