@@ -1,4 +1,4 @@
-import NIOConcurrencyHelpers
+import Atomics
 import NIOCore
 
 // Changes since the skeleton (all behaviour-preserving, no API change):
@@ -148,17 +148,20 @@ public protocol EngineServerDelegate: AnyObject, Sendable {
 /// included). Server frames are not masked, so the bytes are the same for every recipient:
 /// a broadcast to N WebSockets frames its message once instead of N times.
 public final class EngineFramingCache: Sendable {
-    private let frame = NIOLockedValueBox<ByteBuffer?>(nil)
+    private final class Frame: Sendable {
+        let bytes: ByteBuffer
+        init(_ bytes: ByteBuffer) { self.bytes = bytes }
+    }
+
+    /// Lock-free: every recipient after the first only loads a reference. Two loops that
+    /// frame the message at the same moment both encode; the first store wins.
+    private let frame = ManagedAtomicLazyReference<Frame>()
 
     public init() {}
 
     /// The cached frame, or the result of `encode` (then cached).
     public func frame(orEncode encode: () -> ByteBuffer) -> ByteBuffer {
-        frame.withLockedValue { cached in
-            if let cached { return cached }
-            let encoded = encode()
-            cached = encoded
-            return encoded
-        }
+        if let cached = frame.load() { return cached.bytes }
+        return frame.storeIfNilThenLoad(Frame(encode())).bytes
     }
 }
