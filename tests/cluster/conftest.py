@@ -5,11 +5,11 @@ import re
 import signal
 import subprocess
 import threading
-import time
 import uuid
 
 import pytest
 import socketio
+from interop.clientkit import wait_until  # noqa: F401 (the tests import it from here)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NODE_BIN = os.environ.get("CLUSTER_NODE_BIN", os.path.join(REPO, ".build", "debug", "sio-cluster-node"))
@@ -110,15 +110,6 @@ class Client:
     def close(self):
         if self.sio.connected:
             self.sio.disconnect()
-
-
-def wait_until(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture(scope="session")
