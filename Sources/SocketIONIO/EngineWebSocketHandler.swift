@@ -148,9 +148,15 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     var isBackedUp: Bool { backedUp.load(ordering: .relaxed) }
 
     func sendFromSession(_ packets: [EnginePacket]) {
-        onChannelLoop { handler in
-            guard let context = handler.context else { return }
-            handler.enqueue(packets, context: context)
+        // Every delivery of a broadcast passes here, almost always already on the channel's
+        // loop: no closure then.
+        if channelLoop.inEventLoop {
+            if let context { enqueue(packets, context: context) }
+            return
+        }
+        channelLoop.execute {
+            guard let context = self.context else { return }
+            self.enqueue(packets, context: context)
         }
     }
 
