@@ -185,6 +185,7 @@ let package = Package(
             name: "AMQPClientTests",
             dependencies: [
                 "AMQPClient", "AMQPProtocol",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]

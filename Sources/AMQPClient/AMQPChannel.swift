@@ -141,8 +141,13 @@ public final class AMQPChannel: Sendable {
     /// connection stops reading from its socket (TCP back-pressure) until that consumer drains below
     /// `bufferHighWatermark / 4`. A paused socket also delays confirms, so publish and consume on
     /// separate connections when that matters. Ending the iteration cancels the consumer.
+    ///
+    /// `argumentsOnRecovery`, when given, is called at each recovery for the arguments of the
+    /// restarted consumer: a stream consumer passes the `x-stream-offset` after the last message it
+    /// handled, so that it neither skips what was appended while it was away nor starts over.
     public func consume(queue: String, consumerTag: String? = nil, noAck: Bool = false, exclusive: Bool = false,
-                        arguments: AMQPFieldTable = [:], bufferHighWatermark: Int = 1024) async throws -> AMQPConsumer {
+                        arguments: AMQPFieldTable = [:], bufferHighWatermark: Int = 1024,
+                        argumentsOnRecovery: (@Sendable () -> AMQPFieldTable)? = nil) async throws -> AMQPConsumer {
         let tag = consumerTag ?? "swift-amqp-\(UInt64.random(in: 0...UInt64.max))"
         let core = connectionCore
         let channel = self.core
@@ -170,7 +175,8 @@ public final class AMQPChannel: Sendable {
             throw error
         }
         let recorded = TopologyRecorder.RecordedConsumer(consumerTag: tag, queue: queue, channelID: id, noAck: noAck,
-                                                         exclusive: exclusive, arguments: arguments)
+                                                         exclusive: exclusive, arguments: arguments,
+                                                         argumentsOnRecovery: argumentsOnRecovery.map { .init(make: $0) })
         try await core.eventLoop.submit { core.topology.consumerStarted(recorded) }.get()
         return AMQPConsumer(tag: tag, channel: self, sequence: producer.sequence)
     }

@@ -344,7 +344,7 @@ public final class AMQPConnection: Sendable {
             guard let channel = channelCores.first(where: { $0.id == consumer.channelID }) else { continue }
             let consume = BasicConsume(queue: consumer.queue, consumerTag: consumer.consumerTag, noLocal: false,
                                        noAck: consumer.noAck, exclusive: consumer.exclusive, noWait: false,
-                                       arguments: consumer.arguments)
+                                       arguments: consumer.currentArguments)
             do {
                 _ = try await rpc(.basicConsume(consume), on: channel)
                 restored[channel.id, default: []].append(consumer)

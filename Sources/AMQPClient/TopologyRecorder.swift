@@ -21,6 +21,21 @@ struct TopologyRecorder: Sendable {
         var noAck: Bool
         var exclusive: Bool
         var arguments: AMQPFieldTable
+        /// Asked at recovery for the arguments of the new `basic.consume` (a stream consumer resumes
+        /// after the last offset it handled, not at its original `x-stream-offset`).
+        var argumentsOnRecovery: ArgumentsProvider? = nil
+
+        /// The arguments to consume with now.
+        var currentArguments: AMQPFieldTable { argumentsOnRecovery?.make() ?? arguments }
+    }
+
+    /// A closure with identity, so a recorded consumer stays comparable.
+    struct ArgumentsProvider: Sendable, Hashable {
+        let id = UInt64.random(in: 0...UInt64.max)
+        let make: @Sendable () -> AMQPFieldTable
+
+        static func == (lhs: Self, rhs: Self) -> Bool { lhs.id == rhs.id }
+        func hash(into hasher: inout Hasher) { hasher.combine(id) }
     }
 
     private(set) var exchanges: [ExchangeDeclare] = []

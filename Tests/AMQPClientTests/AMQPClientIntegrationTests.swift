@@ -1,6 +1,7 @@
 import AMQPProtocol
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import XCTest
 @testable import AMQPClient
@@ -447,6 +448,97 @@ final class AMQPClientIntegrationTests: XCTestCase {
         try await admin.queueDelete(queue)
         try await admin.exchangeDelete(exchange)
         try await admin.exchangeDelete(fanout)
+        try await publisherConnection.close()
+        try await consumerConnection.close()
+    }
+
+    /// A stream consumer restarted by recovery resumes after the last offset it handled: what was
+    /// appended while it was away (here, while its own connection was still backing off) arrives,
+    /// and nothing arrives twice. With the original `x-stream-offset: next` that middle part is lost.
+    func testStreamConsumerResumesAfterItsLastOffsetAcrossRecovery() async throws {
+        let publisherConnection = try await connect(name: "it-stream-resume-pub")
+        var consumerConfig = try AMQPConnectionConfiguration(url: url)
+        consumerConfig.connectionName = "it-stream-resume-sub"
+        // Slower than the publisher, so that messages are appended before the consumer is back.
+        consumerConfig.recovery = .init(isEnabled: true, initialDelay: .seconds(10), maximumDelay: .seconds(10))
+        let consumerConnection = try await AMQPConnection.connect(consumerConfig, logger: logger)
+        let publisherStates = StateRecorder(publisherConnection.stateChanges)
+        let consumerStates = StateRecorder(consumerConnection.stateChanges)
+
+        let stream = uniqueName("it-stream-resume")
+        let publisher = try await publisherConnection.openChannel()
+        try await publisher.confirmSelect()
+        try await publisher.queueDeclare(stream, durable: true, arguments: ["x-queue-type": .longString("stream")])
+        let consumerChannel = try await consumerConnection.openChannel()
+        try await consumerChannel.basicQos(prefetchCount: 100)
+        let lastOffset = NIOLockedValueBox<Int64?>(nil)
+        let consumer = try await consumerChannel.consume(
+            queue: stream, arguments: ["x-stream-offset": .longString("next")],
+            argumentsOnRecovery: { ["x-stream-offset": lastOffset.withLockedValue { $0 }.map { .int64($0 + 1) } ?? .longString("first")] })
+        let received = ReceivedSet()
+        let duplicates = NIOLockedValueBox(0)
+        let consumeTask = Task {
+            for try await message in consumer {
+                guard case .int64(let offset)? = message.properties.headers?["x-stream-offset"] else { continue }
+                let isNew = lastOffset.withLockedValue { last -> Bool in
+                    guard last.map({ offset > $0 }) ?? true else { return false }
+                    last = offset
+                    return true
+                }
+                if isNew {
+                    await received.insert(Int(message.body.getInteger(at: message.body.readerIndex, as: UInt32.self) ?? 0))
+                } else {
+                    duplicates.withLockedValue { $0 += 1 }
+                }
+                try? await message.ack()
+            }
+        }
+        func publish(_ range: Range<Int>) async throws {
+            for index in range {
+                var body = ByteBuffer()
+                body.writeInteger(UInt32(index))
+                try await publisher.publish(body, routingKey: stream, properties: AMQPBasicProperties(deliveryMode: 2))
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        try await publish(0..<100)
+        try await withTimeout(seconds: 10) {
+            while await !received.containsAll(Set(0..<100)) { try await Task.sleep(for: .milliseconds(20)) }
+        }
+
+        try rabbitmq("stop-app")
+        try rabbitmq("start-app")
+        // The publisher (100 ms back-off) is back well before the consumer (10 s).
+        try await withTimeout(seconds: 30) { await publisherStates.wait(for: .recovered) }
+        var appended = Set(0..<100)
+        for index in 100..<200 {
+            do {
+                try await publish(index..<(index + 1))
+                appended.insert(index)
+            } catch AMQPError.notConnected {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        let consumerWasAway = await !consumerStates.states.contains(.recovered)
+        try await withTimeout(seconds: 30) { await consumerStates.wait(for: .recovered) }
+        let appendedWhileAway = appended.count - 100
+        try await publish(200..<300)
+        appended.formUnion(200..<300)
+
+        let expected = appended
+        try await withTimeout(seconds: 20) {
+            while await !received.containsAll(expected) { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertTrue(consumerWasAway, "the consumer recovered before anything was appended: the test proves nothing")
+        XCTAssertGreaterThan(appendedWhileAway, 50)
+        let missing = await received.missing(from: expected)
+        XCTAssertTrue(missing.isEmpty, "missing: \(missing.sorted())")
+        XCTAssertEqual(duplicates.withLockedValue { $0 }, 0, "the resumed consumer re-delivered handled offsets")
+        print("[amqp-it] stream resume: \(appendedWhileAway) appended while the consumer was away, all received")
+
+        consumeTask.cancel()
+        try await publisher.queueDelete(stream)
         try await publisherConnection.close()
         try await consumerConnection.close()
     }
