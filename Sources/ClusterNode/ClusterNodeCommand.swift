@@ -31,6 +31,8 @@ struct ClusterNodeCommand: AsyncParsableCommand {
     @Option(name: .customLong("outbox-capacity")) var outboxCapacity: Int = 10_000
     @Flag(name: .customLong("reject-new"), help: "Outbox overflow policy: refuse new messages instead of dropping the oldest.") var rejectNew = false
     @Flag(name: .customLong("room-aware"), help: "Bind per room and route room broadcasts by room.") var roomAware = false
+    @Flag(name: .customLong("no-recovery"), help: "No connection state recovery: broadcasts travel through node queues, not the recovery stream.")
+    var noRecovery = false
 
     func run() async throws {
         var logger = Logger(label: "sio-cluster-node.\(nodeName)")
@@ -49,7 +51,7 @@ struct ClusterNodeCommand: AsyncParsableCommand {
         say("node id \(cluster.nodeID)")
 
         var configuration = SocketIOServerConfiguration()
-        configuration.connectionStateRecovery = ConnectionStateRecovery()
+        configuration.connectionStateRecovery = noRecovery ? nil : ConnectionStateRecovery()
         configuration.adapterFactory = cluster.adapterFactory
         configuration.logger = logger
         let io = SocketIOServer(configuration)

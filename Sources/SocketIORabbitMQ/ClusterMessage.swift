@@ -102,9 +102,12 @@ public enum ClusterPayload: Sendable, Hashable {
     case broadcastAck(request: ClusterRequestID, packet: EncodedPacket)
     /// The node leaves the cluster on purpose; peers drop it from membership at once.
     case adapterClose
-    /// Recovery stream only: a packet clients may have missed, with the offset that was
-    /// appended to its arguments (the client sends it back when it reconnects).
-    case recoverablePacket(offset: String, selection: ClusterSocketSelection, packet: EncodedPacket)
+    /// Recovery stream only: a recoverable broadcast, with the offset that was appended to its
+    /// arguments (the client sends it back when it reconnects). Every node, its origin
+    /// included, delivers it to its clients when it reads it from the stream, so all nodes
+    /// deliver these packets in one order. `deliveredByOrigin`: the broker was away when it
+    /// was emitted, so its origin delivered it to its own clients at once (without offset).
+    case recoverablePacket(offset: String, selection: ClusterSocketSelection, packet: EncodedPacket, deliveredByOrigin: Bool)
     /// Recovery stream only: what a socket had when it lost its connection.
     case sessionRecord(SessionRecord)
     /// Recovery stream only: appended by a node restoring session `privateId`, which then
@@ -112,13 +115,6 @@ public enum ClusterPayload: Sendable, Hashable {
     /// It is also the claim that makes a restore single-use: of the claims that follow a
     /// session record, the first in stream order wins (`RecoveryStreamScan`).
     case restoreClaim(id: String, privateId: String)
-    /// A restoring node asks every node to mark the end of what it has enqueued so far:
-    /// each answers with `restoreMarker(id)` appended to the stream and sent to the asker's
-    /// queue, in one step, so the two markers cut the node's stream records and its live
-    /// broadcasts at the same place (docs/CLUSTER.md, "Restoring on another node").
-    case restoreMarkerRequest(id: String)
-    /// The answer to `restoreMarkerRequest(id)` (also the restoring node's own stream marker).
-    case restoreMarker(id: String)
 
     /// Wire type byte. Values follow socket.io's numbering so logs read alike.
     var typeCode: UInt8 {
@@ -138,8 +134,6 @@ public enum ClusterPayload: Sendable, Hashable {
         case .recoverablePacket: return 14
         case .sessionRecord: return 15
         case .restoreClaim: return 16
-        case .restoreMarkerRequest: return 17
-        case .restoreMarker: return 18
         }
     }
 
@@ -184,13 +178,14 @@ public enum ClusterMessageDecodingError: Error, Sendable, Hashable {
 
 /// Binary layout (all integers big-endian):
 ///
-///     u8 version (2) | u8 type | str origin | u64 sequence | str namespace | type-specific body
+///     u8 version (3) | u8 type | str origin | u64 sequence | str namespace | type-specific body
 ///
 /// `str` is u16 length + UTF-8 (u32 for `blob`), lists are u16 count + items, an encoded
 /// packet is u16 count of Engine.IO messages, each u8 isBinary + u32 length + bytes.
 public enum ClusterMessageCodec {
     /// 2: socket data as an encoded packet (binary values kept), restore claims.
-    public static let formatVersion: UInt8 = 2
+    /// 3: recoverable packets delivered from the stream (`deliveredByOrigin`), no restore markers.
+    public static let formatVersion: UInt8 = 3
 
     public static func encode(_ message: ClusterMessage, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 64 + estimatedBodySize(message.payload))
@@ -245,9 +240,10 @@ public enum ClusterMessageCodec {
         case .broadcastClientCount(let request, let count):
             buffer.writeInteger(request)
             buffer.writeInteger(count)
-        case .recoverablePacket(let offset, let selection, let packet):
+        case .recoverablePacket(let offset, let selection, let packet, let deliveredByOrigin):
             buffer.writeShortString(offset)
             buffer.writeSelection(selection)
+            buffer.writeInteger(deliveredByOrigin ? UInt8(1) : 0)
             buffer.writePacket(packet)
         case .sessionRecord(let session):
             buffer.writeShortString(session.privateId)
@@ -257,8 +253,6 @@ public enum ClusterMessageCodec {
         case .restoreClaim(let id, let privateId):
             buffer.writeShortString(id)
             buffer.writeShortString(privateId)
-        case .restoreMarkerRequest(let id), .restoreMarker(let id):
-            buffer.writeShortString(id)
         }
     }
 
@@ -320,7 +314,8 @@ public enum ClusterMessageCodec {
         case 14:
             let offset = try buffer.readShortString("offset")
             let selection = try buffer.readSelection()
-            payload = .recoverablePacket(offset: offset, selection: selection, packet: try buffer.readPacket())
+            let deliveredByOrigin: UInt8 = try buffer.read("deliveredByOrigin")
+            payload = .recoverablePacket(offset: offset, selection: selection, packet: try buffer.readPacket(), deliveredByOrigin: deliveredByOrigin & 1 != 0)
         case 15:
             let privateId = try buffer.readShortString("session.privateId")
             let socketId = try buffer.readShortString("session.socketId")
@@ -329,8 +324,6 @@ public enum ClusterMessageCodec {
         case 16:
             let id = try buffer.readShortString("claim.id")
             payload = .restoreClaim(id: id, privateId: try buffer.readShortString("claim.privateId"))
-        case 17: payload = .restoreMarkerRequest(id: try buffer.readShortString("markerRequest.id"))
-        case 18: payload = .restoreMarker(id: try buffer.readShortString("marker.id"))
         default: throw .unknownType(type)
         }
         guard buffer.readableBytes == 0 else { throw .trailingBytes(buffer.readableBytes) }
@@ -339,7 +332,7 @@ public enum ClusterMessageCodec {
 
     private static func estimatedBodySize(_ payload: ClusterPayload) -> Int {
         switch payload {
-        case .broadcast(_, _, let packet, _), .serverSideEmit(_, let packet), .recoverablePacket(_, _, let packet),
+        case .broadcast(_, _, let packet, _), .serverSideEmit(_, let packet), .recoverablePacket(_, _, let packet, _),
              .serverSideEmitResponse(_, let packet), .broadcastAck(_, let packet):
             return packet.messages.reduce(0) { $0 + 5 + $1.payload.readableBytes }
         default:

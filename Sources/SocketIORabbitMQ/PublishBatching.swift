@@ -4,9 +4,10 @@ import DequeModule
 ///
 /// It takes, in order, the jobs for the destination of the first one. Jobs marked
 /// `mayBeReordered` (recovery-stream records: nothing reads them in order with node traffic)
-/// may be passed over or taken past other jobs; all other jobs keep their relative order,
-/// because a receiving node's duplicate filter relies on each origin's order. Without the
-/// exception every broadcast with recovery on, followed by its stream record, would make
+/// may be passed over or taken past other jobs, though never past each other (they share one
+/// destination); all other jobs keep their relative order, because a receiving node's
+/// duplicate filter relies on each origin's order. Without the exception, stream records
+/// interleaved with node traffic (heartbeats, requests, volatile broadcasts) would make
 /// batches of one.
 enum PublishBatching {
     static func takeBatch<Job>(

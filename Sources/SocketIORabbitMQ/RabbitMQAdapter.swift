@@ -38,6 +38,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     private let bindingChangeStream: AsyncStream<RoomBindingTracker.Operation>
     private let channels = NIOLockedValueBox<(publish: AMQPChannel, consume: AMQPChannel)?>(nil)
     private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
+    /// Orders this node's local deliveries of recoverable packets: those of the live stream
+    /// consumer, and those made at once while the broker is away. Taken before `state`.
+    private let localDeliveryOrder = NIOLock()
 
     /// A message ready for the broker: encoded once, published as is (also when re-sent).
     struct Outgoing: Sendable {
@@ -53,6 +56,13 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         var epoch: UInt64
     }
 
+    /// A recoverable packet of this node, queued for the stream and not delivered here yet.
+    struct OwnPacket: Sendable {
+        var sequence: UInt64
+        var selection: ClusterSocketSelection
+        var messages: [EngineMessage]
+    }
+
     private struct State {
         var outbox: ClusterOutbox<Outgoing>
         var epoch: UInt64 = 0
@@ -61,16 +71,23 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         var membership: ClusterMembership
         var requests = ClusterRequestTracker()
         var duplicates = ClusterDuplicateFilter()
+        /// Copies in the recovery stream (re-published after an outage), dropped alike on every node.
+        var streamCopies = StreamCopyFilter()
+        /// The last recovery-stream message the live stream consumer handled.
+        var lastStreamPosition: StreamPosition?
+        /// This node's recoverable packets on their way through the stream, oldest first.
+        var ownUndelivered = Deque<OwnPacket>()
+        /// This node's recoverable packets up to this sequence were delivered to its clients
+        /// at once, because the broker was away; their stream records are skipped here.
+        var deliveredAtOnceUpTo: UInt64 = 0
         var roomBindings = RoomBindingTracker()
         /// Joins waiting until the binding operation they need has finished.
         var routeWaiters: [(operation: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
         var fetchWaiters: [ClusterRequestID: CheckedContinuation<ClusterRequestTracker.Completion, Never>] = [:]
         var ackCallbacks: [ClusterRequestID: (clientCount: @Sendable (Int) -> Void, ack: @Sendable (String, [JSONValue]) -> Void)] = [:]
         var metrics = RabbitMQAdapterMetrics()
-        /// Cross-node restores catching up, by restore id (`RestoreHold`).
+        /// Restores in progress on this node, by restore id (`RestoreHold`).
         var restoreHolds: [String: RestoreHold] = [:]
-        /// Restores waiting for the last queue marker of their peers.
-        var markerWaiters: [String: CheckedContinuation<Void, Never>] = [:]
         var isConsuming = false
         var isClosed = false
     }
@@ -135,6 +152,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         // Manual acks: a message the broker handed over but this node had not handled when its
         // connection died is redelivered after recovery (the duplicate filter drops copies).
         let consumer = try await consume.consume(queue: queueName, noAck: false, exclusive: true)
+        let streamConsumer = try await startStreamConsumer(recoveryStreamName)
         channels.withLockedValue { $0 = (publish, consume) }
         state.withLockedValue { state in
             state.isConsuming = true
@@ -161,6 +179,19 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 }
             },
             Task { [weak self] in await self?.runPublisher(on: publish) },
+            Task { [weak self] in
+                guard let streamConsumer else { return }
+                do {
+                    var handled = 0
+                    for try await message in streamConsumer {
+                        self?.streamDelivered(message)
+                        handled += 1
+                        if handled % Self.ackBatch == 0 { try? await message.ack(multiple: true) }
+                    }
+                } catch {
+                    self?.logger.error("recovery stream consumer ended", metadata: ["error": "\(error)"])
+                }
+            },
             Task { [weak self] in await self?.runBindingChanges(on: consume) },
             Task { [weak self] in
                 while !Task.isCancelled {
@@ -172,6 +203,24 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         tasks.withLockedValue { $0.append(contentsOf: started) }
         send(.heartbeat(isInitial: true))
         cluster.readinessMayHaveChanged()
+    }
+
+    /// Every node, the emitting one included, delivers recoverable packets to its clients when
+    /// it reads them from the recovery stream, so all nodes deliver them in one order and a
+    /// client's last offset says exactly what it has (docs/CLUSTER.md). After a connection
+    /// recovery the consumer resumes after the last message it handled.
+    private func startStreamConsumer(_ streamName: String?) async throws -> AMQPConsumer? {
+        guard let streamName else { return nil }
+        let channel = try await cluster.connection.openChannel()
+        try await channel.basicQos(prefetchCount: 1000)
+        let startedAt = UInt64(max(0, time(nil)))
+        return try await channel.consume(
+            queue: streamName, noAck: false, arguments: ["x-stream-offset": .longString("next")],
+            argumentsOnRecovery: { [weak self] in
+                // Nothing handled yet: from when this node started (older packets reach none of its sockets).
+                let last = self?.state.withLockedValue { $0.lastStreamPosition }
+                return ["x-stream-offset": last.map { .int64($0.offset + 1) } ?? .timestamp(startedAt - 1)]
+            })
     }
 
     public func close() async {
@@ -278,66 +327,90 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         return recipients
     }
 
-    /// A recoverable broadcast is being delivered on this node while restores catch up: each
-    /// hold keeps it if its socket lacks it, and the restoring sockets are left out of the
-    /// direct delivery. Called under the state lock, only when `restoreHolds` is not empty.
-    private static func holdBack(_ packet: EncodedPacket, selection: ClusterSocketSelection, from origin: String, isOwn: Bool, in state: inout State) -> [String] {
-        var held: [String] = []
-        for restoreId in Array(state.restoreHolds.keys) {
-            state.restoreHolds[restoreId]!.broadcastDelivered(from: origin, isOwn: isOwn, selection: selection, packet: packet)
-            held.append(state.restoreHolds[restoreId]!.socketId)
-        }
-        return held
-    }
-
     // MARK: Broadcast
 
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
-        var packet = packet
-        var recoveryOffset: String?
-        if recoveryStreamName != nil, !options.flags.local, !options.flags.volatile, packet.ackId == nil,
-           packet.type == .event || packet.type == .binaryEvent, case .array(var items)? = packet.data {
-            // As socket.io does: the offset is the last argument, and the client sends the
-            // last one it saw back as `auth.offset` when it reconnects (to any node).
-            let offset = state.withLockedValue { state -> String in
-                state.lastRecoveryOffset += 1
-                return "\(cluster.nodeID)-\(String(state.lastRecoveryOffset, radix: 36))"
-            }
-            items.append(.string(offset))
-            packet.data = .array(items)
-            recoveryOffset = offset
-        }
-        // Encode once: the same bytes go to local sockets and, inside the AMQP body, to
-        // every other node's sockets.
-        let messages = SocketIOPacketEncoder.encode(packet)
         let selection = ClusterSocketSelection(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted())
-        let routingKeys = RoomRoutingKeys.keys(forBroadcastTo: selection.rooms, roomAware: self.options.roomAwareRouting)
-        guard let recoveryOffset, let recoveryStreamName else {
+        guard let recoveryStreamName, !options.flags.local, !options.flags.volatile, packet.ackId == nil,
+              packet.type == .event || packet.type == .binaryEvent, case .array(var items)? = packet.data else {
+            // Encode once: the same bytes go to local sockets and, inside the AMQP body, to
+            // every other node's sockets.
+            let messages = SocketIOPacketEncoder.encode(packet)
             namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except), volatile: options.flags.volatile)
             guard !options.flags.local else { return }
             send(.broadcast(selection: selection, flags: ClusterBroadcastFlags(isVolatile: options.flags.volatile), packet: EncodedPacket(messages: messages), ackRequest: nil),
-                 routingKeys: routingKeys)
+                 routingKeys: RoomRoutingKeys.keys(forBroadcastTo: selection.rooms, roomAware: self.options.roomAwareRouting))
             return
         }
-        // The stream record and the broadcast are queued in one critical section, so that a
-        // restore's marker (queued the same way) falls before or after both; the restore
-        // holds see this packet in that same section, before it is delivered here.
-        let encoded = EncodedPacket(messages: messages)
-        let held = state.withLockedValue { state -> [String] in
-            let record = makeJob(.recoverablePacket(offset: recoveryOffset, selection: selection, packet: encoded), toQueue: recoveryStreamName, in: &state)
-            let broadcast = makeJob(.broadcast(selection: selection, flags: ClusterBroadcastFlags(isVolatile: false), packet: encoded, ackRequest: nil),
-                                    routingKeys: routingKeys, in: &state)
-            if record != nil || broadcast != nil {
-                pendingJobs.withLockedValue { jobs in
-                    if let record { jobs.append(record) }
-                    if let broadcast { jobs.append(broadcast) }
+        // A recoverable packet goes to the recovery stream only; every node, this one included,
+        // delivers it when it reads it there (`streamDelivered`). As socket.io does, the offset
+        // is the last argument, and the client sends the last one it saw back as `auth.offset`
+        // when it reconnects (to any node).
+        let offset = state.withLockedValue { state -> String in
+            state.lastRecoveryOffset += 1
+            return "\(cluster.nodeID)-\(String(state.lastRecoveryOffset, radix: 36))"
+        }
+        var withOffset = packet
+        items.append(.string(offset))
+        withOffset.data = .array(items)
+        let encoded = EncodedPacket(messages: SocketIOPacketEncoder.encode(withOffset))
+        let queued = state.withLockedValue { state -> Bool in
+            guard state.outbox.isConnected else { return false }
+            return queueOwnPacket(offset: offset, selection: selection, packet: encoded, in: &state)
+        }
+        if !queued {
+            // While the broker is away this node's clients get the packet at once (local delivery
+            // never waits for RabbitMQ), without an offset since it has no place in the stream
+            // yet; the other nodes get it from the stream once the outbox is flushed. A packet the
+            // full outbox refused is at least delivered here.
+            let plain = SocketIOPacketEncoder.encode(packet)
+            localDeliveryOrder.withLock {
+                let deliverNow = state.withLockedValue { state -> Bool in
+                    if state.outbox.isConnected {
+                        return !queueOwnPacket(offset: offset, selection: selection, packet: encoded, in: &state)
+                    }
+                    let (job, _) = enqueue(.recoverablePacket(offset: offset, selection: selection, packet: encoded, deliveredByOrigin: true),
+                                           toQueue: recoveryStreamName, in: &state)
+                    if let job { enqueueLocked([job]) }
+                    state.deliveredAtOnceUpTo = state.lastSequence
+                    return true
                 }
+                if deliverNow { namespace.deliver(plain, to: localRecipients(rooms: options.rooms, except: options.except)) }
             }
-            guard !state.restoreHolds.isEmpty else { return [] }
-            return Self.holdBack(encoded, selection: selection, from: cluster.nodeID, isOwn: true, in: &state)
         }
         publishWakeups.yield()
-        namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except, held: held))
+    }
+
+    /// Queues a recoverable packet of this node for the stream, to be delivered here when read
+    /// back. False when the full outbox refused it.
+    private func queueOwnPacket(offset: String, selection: ClusterSocketSelection, packet: EncodedPacket, in state: inout State) -> Bool {
+        guard let recoveryStreamName else { return false }
+        let (job, kept) = enqueue(.recoverablePacket(offset: offset, selection: selection, packet: packet, deliveredByOrigin: false),
+                                  toQueue: recoveryStreamName, in: &state)
+        guard kept else { return false }
+        if let job { enqueueLocked([job]) }
+        if state.ownUndelivered.count >= options.outboxCapacity { state.ownUndelivered.removeFirst() }
+        state.ownUndelivered.append(OwnPacket(sequence: state.lastSequence, selection: selection, messages: packet.messages))
+        return true
+    }
+
+    /// The broker went away: this node's packets still on their way through the stream are
+    /// delivered to its clients now, before any packet emitted while it is away, so they keep
+    /// their order; their stream records are skipped when read back.
+    private func deliverOwnPacketsInFlight(_ packets: [OwnPacket]) {
+        for packet in packets {
+            namespace.deliver(packet.messages, to: localRecipients(rooms: Set(packet.selection.rooms), except: Set(packet.selection.exceptRooms)))
+        }
+    }
+
+    /// Marks the connection lost (under the state lock) and takes this node's packets in flight.
+    private func connectionLostLocked(_ state: inout State) -> [OwnPacket] {
+        state.outbox.connectionLost()
+        state.epoch += 1
+        let inFlight = Array(state.ownUndelivered)
+        state.ownUndelivered.removeAll()
+        if let last = inFlight.last { state.deliveredAtOnceUpTo = max(state.deliveredAtOnceUpTo, last.sequence) }
+        return inFlight
     }
 
     public func broadcastWithAck(
@@ -417,22 +490,26 @@ public final class RabbitMQAdapter: SocketIOAdapter {
 
     /// Restores a session from the recovery stream, on any node:
     ///
-    /// 1. Appends a claim for `privateId` and reads the stream from `maxDisconnectionDuration`
+    /// 1. Starts a hold (`RestoreHold`): the recoverable packets this node delivers from the
+    ///    stream from now on are kept for the socket.
+    /// 2. Appends a claim for `privateId` and reads the stream from `maxDisconnectionDuration`
     ///    ago up to it (`RecoveryStreamScan`): the latest session record, whether this claim is
     ///    the first after it (a session is restored at most once across all nodes), and the
-    ///    recoverable packets after `offset` that reach the session's rooms, in stream order.
-    /// 2. Catches up with traffic that goes on meanwhile: holds live broadcasts back from the
-    ///    socket (`RestoreHold`), joins and routes its rooms, asks every node for a marker
-    ///    (stream and this node's queue, in one step), and reads on to the markers. Each node's
-    ///    packets before its marker are replayed; those after it are held and handed over by
-    ///    `restoredSocketConnecting`, in the task that connects the socket. Nothing is missed
-    ///    between the replay and live delivery, and nothing comes twice.
+    ///    packets after `offset` up to the claim that reach the session's rooms.
+    /// 3. Joins and routes the session's rooms. The packets after the claim are in the hold,
+    ///    and `restoredSocketConnecting` hands them over in the task that connects the socket.
+    ///
+    /// Every node delivered the stream's packets in the stream's order, so the client had
+    /// exactly those before its offset: nothing is missed and nothing comes twice, whichever
+    /// nodes were sending around the cut.
     public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
         guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
         let restoreId = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
+        state.withLockedValue { state in
+            state.restoreHolds[restoreId] = RestoreHold(capacity: recovery.maxLoggedPackets, startedAtNanoseconds: Self.now())
+        }
         var scan = RecoveryStreamScan(privateId: privateId, offset: offset, claimId: restoreId)
-        var claimed: SessionRecord?
-        let timeoutNanoseconds = UInt64(max(options.requestTimeoutSeconds, 0.1) * 1e9)
+        var outcome: RecoveryStreamScan.Outcome?
         do {
             let channel = try await cluster.connection.openChannel()
             defer { Task { try? await channel.close() } }
@@ -446,8 +523,6 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             let consumer = try await channel.consume(queue: recoveryStreamName, noAck: false, arguments: [
                 "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds + 5)),
             ])
-            var deadline: Task<Void, Never>?
-            defer { deadline?.cancel() }
             var unacked = 0
             reading: for try await delivery in consumer {
                 unacked += 1
@@ -455,27 +530,11 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                     try await delivery.ack(multiple: true)
                     unacked = 0
                 }
-                for body in (try? ClusterBatchCodec.split(delivery.body)) ?? [] {
+                guard let streamOffset = Self.streamOffset(of: delivery) else { continue }
+                for (index, body) in ((try? ClusterBatchCodec.split(delivery.body)) ?? []).enumerated() {
                     guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name else { continue }
-                    switch scan.read(message.payload, origin: message.origin) {
-                    case .refused(let reason)?:
-                        logger.debug("session not restored", metadata: ["reason": "\(reason)"])
-                        try? await delivery.ack(multiple: true)
-                        try? await consumer.cancel()
-                        return nil
-                    case .restored(let session, _)?:
-                        claimed = session
-                        let nodes = await beginCatchUp(restoreId, session: session, capacity: recovery.maxLoggedPackets)
-                        scan.awaitMarkers(id: restoreId, from: nodes.union([cluster.nodeID]))
-                        // A node that never answers (it died) costs the request timeout, not a hang.
-                        deadline = Task {
-                            try? await Task.sleep(nanoseconds: timeoutNanoseconds)
-                            if !Task.isCancelled { try? await consumer.cancel() }
-                        }
-                    case nil:
-                        break
-                    }
-                    if scan.markersComplete {
+                    if let found = scan.read(message, at: StreamPosition(offset: streamOffset, index: index)) {
+                        outcome = found
                         try? await delivery.ack(multiple: true)
                         try? await consumer.cancel()
                         break reading
@@ -484,80 +543,29 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             }
         } catch {
             logger.warning("session restore failed", metadata: ["error": "\(error)"])
-            if let claimed { endCatchUp(restoreId, socketId: claimed.socketId) }
+        }
+        guard case .restored(let session, let claimedAt, let missed)? = outcome, let data = ClusterValueEncoding.decode(session.record.data) else {
+            if case .refused(let reason)? = outcome { logger.debug("session not restored", metadata: ["reason": "\(reason)"]) }
+            _ = state.withLockedValue { $0.restoreHolds.removeValue(forKey: restoreId) }
             return nil
         }
-        guard let claimed else { return nil }
-        if !scan.markersComplete {
-            logger.warning("restore: not every node marked the recovery stream in time", metadata: ["socket": "\(claimed.socketId)"])
-        }
-        await waitForQueueMarkers(restoreId, timeoutNanoseconds: timeoutNanoseconds)
-        guard let data = ClusterValueEncoding.decode(claimed.data) else {
-            endCatchUp(restoreId, socketId: claimed.socketId)
-            return nil
-        }
-        let replay = scan.replay()
-        state.withLockedValue { $0.restoreHolds[restoreId]?.replayedOffsets = Set(replay.map(\.offset)) }
+        state.withLockedValue { $0.restoreHolds[restoreId]?.sessionFound(session, claimedAt: claimedAt) }
+        // Rooms matter for what still travels through node queues (volatile broadcasts and
+        // broadcasts with acks): with room-aware routing they are bound before the CONNECT reply.
+        addAll(session.record.socketId, rooms: session.rooms)
+        await waitUntilRoomsRouted(session.rooms)
         return RestoredSession(
-            session: PersistedSession(socketId: claimed.socketId, privateId: claimed.privateId, rooms: Set(claimed.rooms), data: data),
-            missedPackets: replay.compactMap { Self.decodePacket($0.packet)?.data })
+            session: PersistedSession(socketId: session.record.socketId, privateId: session.record.privateId, rooms: Set(session.record.rooms), data: data),
+            missedPackets: missed.compactMap { Self.decodePacket($0.packet)?.data })
     }
 
-    /// Registers the hold for the restored socket, joins its rooms and waits until they are
-    /// routed here (a marker must not pass a broadcast this node would not get), then asks
-    /// every node for its markers and queues its own. Returns the nodes asked.
-    private func beginCatchUp(_ restoreId: String, session: SessionRecord, capacity: Int) async -> Set<String> {
-        let rooms = Set(session.rooms).union([session.socketId])
-        state.withLockedValue { state in
-            state.restoreHolds[restoreId] = RestoreHold(socketId: session.socketId, rooms: rooms, capacity: capacity, startedAtNanoseconds: Self.now())
+    /// The stream offset RabbitMQ puts in the headers of every message a stream consumer gets.
+    static func streamOffset(of message: AMQPMessage) -> Int64? {
+        switch message.properties.headers?["x-stream-offset"] {
+        case .int64(let offset)?: return offset
+        case .int32(let offset)?: return Int64(offset)
+        default: return nil
         }
-        addAll(session.socketId, rooms: rooms)
-        await waitUntilRoomsRouted(rooms)
-        let nodes = state.withLockedValue { state -> Set<String> in
-            let nodes = state.membership.liveNodes
-            state.restoreHolds[restoreId]?.markersRequested(from: nodes)
-            enqueueLocked([makeJob(.restoreMarkerRequest(id: restoreId), in: &state),
-                           makeJob(.restoreMarker(id: restoreId), toQueue: recoveryStreamName, in: &state)].compactMap { $0 })
-            return nodes
-        }
-        publishWakeups.yield()
-        return nodes
-    }
-
-    /// Returns once every node asked has sent its queue marker, or after the timeout (then the
-    /// silent nodes' broadcasts pass, and copies of replayed ones are dropped by offset).
-    private func waitForQueueMarkers(_ restoreId: String, timeoutNanoseconds: UInt64) async {
-        let timer = Task { [weak self] in
-            try? await Task.sleep(nanoseconds: timeoutNanoseconds)
-            guard !Task.isCancelled, let self else { return }
-            let waiter = self.state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-                state.restoreHolds[restoreId]?.stopAwaitingMarkers()
-                return state.markerWaiters.removeValue(forKey: restoreId)
-            }
-            if let waiter {
-                self.logger.warning("restore: not every node sent its queue marker in time")
-                waiter.resume()
-            }
-        }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = state.withLockedValue { state -> Bool in
-                guard let hold = state.restoreHolds[restoreId], !hold.markersComplete else { return true }
-                state.markerWaiters[restoreId] = continuation
-                return false
-            }
-            if done { continuation.resume() }
-        }
-        timer.cancel()
-    }
-
-    /// Drops a restore's hold and the rooms joined for it (the socket will not connect).
-    private func endCatchUp(_ restoreId: String, socketId: String) {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-            state.restoreHolds.removeValue(forKey: restoreId)
-            return state.markerWaiters.removeValue(forKey: restoreId)
-        }
-        waiter?.resume()
-        delAll(socketId)
     }
 
     public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] {
@@ -569,13 +577,65 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         if hold.overflow > 0 {
             logger.error("restore: held packets over capacity were dropped", metadata: ["socket": "\(socketId)", "dropped": "\(hold.overflow)"])
         }
-        return hold.release(offsetOf: { Self.decodePacket($0)?.data?.arrayValue?.last?.stringValue }).map(\.messages)
+        return hold.release().map(\.packet.messages)
     }
 
     public func restoreAbandoned(_ socketId: String) {
         state.withLockedValue { state in
             guard let restoreId = state.restoreHolds.first(where: { $0.value.socketId == socketId })?.key else { return }
             state.restoreHolds.removeValue(forKey: restoreId)
+        }
+    }
+
+    // MARK: Recovery stream (live)
+
+    /// One message of the recovery stream, read by this node's live stream consumer: its
+    /// recoverable packets go to the local sockets they reach, and to restores in progress.
+    func streamDelivered(_ message: AMQPMessage) {
+        guard let streamOffset = Self.streamOffset(of: message) else {
+            state.withLockedValue { $0.metrics.undecodable += 1 }
+            logger.warning("recovery stream message without x-stream-offset dropped")
+            return
+        }
+        let bodies: [ByteBuffer]
+        do {
+            bodies = try ClusterBatchCodec.split(message.body)
+        } catch {
+            state.withLockedValue { $0.metrics.undecodable += 1 }
+            return
+        }
+        for (index, body) in bodies.enumerated() {
+            let position = StreamPosition(offset: streamOffset, index: index)
+            let decoded = try? ClusterMessageCodec.decode(body)
+            localDeliveryOrder.lock()
+            defer { localDeliveryOrder.unlock() }
+            let recipients = state.withLockedValue { state -> (packet: StreamedPacket, held: [String])? in
+                // Redelivered after a recovery: handled already.
+                if let last = state.lastStreamPosition, position <= last { return nil }
+                state.lastStreamPosition = position
+                guard let decoded, decoded.namespace == namespace.name,
+                      case .recoverablePacket(let offset, let selection, let packet, let deliveredByOrigin) = decoded.payload,
+                      state.streamCopies.accept(origin: decoded.origin, sequence: decoded.sequence) else { return nil }
+                let streamed = StreamedPacket(position: position, origin: decoded.origin, sequence: decoded.sequence, offset: offset,
+                                              selection: selection, packet: packet, deliveredByOrigin: deliveredByOrigin)
+                state.metrics.receivedStreamPackets += 1
+                // Restores see the packet in the same section that orders stream deliveries.
+                var held: [String] = []
+                for restoreId in Array(state.restoreHolds.keys) {
+                    state.restoreHolds[restoreId]!.delivered(streamed)
+                    if let socketId = state.restoreHolds[restoreId]!.socketId { held.append(socketId) }
+                }
+                if decoded.origin == cluster.nodeID {
+                    while let first = state.ownUndelivered.first, first.sequence <= decoded.sequence { state.ownUndelivered.removeFirst() }
+                    // This node's clients got it at once, while the broker was away.
+                    if decoded.sequence <= state.deliveredAtOnceUpTo { return nil }
+                }
+                return (streamed, held)
+            }
+            guard let recipients else { continue }
+            let selection = recipients.packet.selection
+            namespace.deliver(recipients.packet.packet.messages,
+                              to: localRecipients(rooms: Set(selection.rooms), except: Set(selection.exceptRooms), held: recipients.held))
         }
     }
 
@@ -658,24 +718,34 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     /// The outbox part of `send`, for callers that queue several messages in one critical section.
     private func makeJob(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil,
                          in state: inout State) -> PublishJob? {
+        enqueue(payload, routingKeys: routingKeys, toQueue: replyQueue, in: &state).job
+    }
+
+    /// Numbers and encodes a message and puts it in the outbox. `job`: publish it now;
+    /// `kept`: false when the full outbox refused it (`rejectNew`).
+    private func enqueue(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil,
+                         in state: inout State) -> (job: PublishJob?, kept: Bool) {
         state.lastSequence += 1
         let body = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: state.lastSequence, namespace: namespace.name, payload: payload))
         let outgoing = replyQueue.map { Outgoing(body: body, exchange: "", routingKeys: [$0]) }
             ?? Outgoing(body: body, exchange: exchangeName, routingKeys: routingKeys)
         switch state.outbox.enqueue(outgoing, nowNanoseconds: Self.now()) {
         case .publish(let item, let number):
-            return PublishJob(outgoing: item, publishNumber: number, epoch: state.epoch)
+            return (PublishJob(outgoing: item, publishNumber: number, epoch: state.epoch), true)
         case .held:
-            return nil
-        case .heldDroppingOldest, .rejected:
+            return (nil, true)
+        case .heldDroppingOldest:
             logger.warning("cluster outbox full; message dropped", metadata: ["overflow": "\(state.outbox.overflowCount)", "policy": "\(options.outboxOverflowPolicy)"])
-            return nil
+            return (nil, true)
+        case .rejected:
+            logger.warning("cluster outbox full; message dropped", metadata: ["overflow": "\(state.outbox.overflowCount)", "policy": "\(options.outboxOverflowPolicy)"])
+            return (nil, false)
         }
     }
 
     /// Hands jobs to the publisher. Called under the state lock, in the critical section that
     /// numbered them: the publisher's order is then the order of sequence numbers and outbox
-    /// entries, which a peer's duplicate filter and a restore's markers rely on. (The lock
+    /// entries, which a peer's duplicate filter relies on. (The lock
     /// order is state, then pending jobs; `takeBatch` takes only the latter.) Wake the
     /// publisher after the critical section.
     private func enqueueLocked(_ jobs: [PublishJob]) {
@@ -739,12 +809,14 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                     }
                 } catch {
                     // Connection lost or not connected: everything unconfirmed waits for recovery.
-                    let lost = state.withLockedValue { state -> Bool in
-                        state.metrics.publishFailures += 1
-                        guard state.epoch == first.epoch, state.outbox.isConnected else { return false }
-                        state.outbox.connectionLost()
-                        state.epoch += 1
-                        return true
+                    let lost = localDeliveryOrder.withLock {
+                        let inFlight = state.withLockedValue { state -> [OwnPacket]? in
+                            state.metrics.publishFailures += 1
+                            guard state.epoch == first.epoch, state.outbox.isConnected else { return nil }
+                            return connectionLostLocked(&state)
+                        }
+                        deliverOwnPacketsInFlight(inFlight ?? [])
+                        return inFlight != nil
                     }
                     if lost { cluster.readinessMayHaveChanged() }
                 }
@@ -771,10 +843,12 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     }
 
     func brokerConnectionLost() {
-        state.withLockedValue { state in
-            guard state.outbox.isConnected else { return }
-            state.outbox.connectionLost()
-            state.epoch += 1
+        localDeliveryOrder.withLock {
+            let inFlight = state.withLockedValue { state -> [OwnPacket] in
+                guard state.outbox.isConnected else { return [] }
+                return connectionLostLocked(&state)
+            }
+            deliverOwnPacketsInFlight(inFlight)
         }
     }
 
@@ -822,9 +896,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
         // A node never re-handles its own messages (its queue is bound to the same keys).
         guard message.origin != cluster.nodeID, message.namespace == namespace.name else { return }
-        let verdict = state.withLockedValue { state -> (accepted: Bool, held: [String]) in
+        let accepted = state.withLockedValue { state -> Bool in
             let now = Self.now()
-            guard state.duplicates.accept(origin: message.origin, sequence: message.sequence, atNanoseconds: now) else { return (false, []) }
+            guard state.duplicates.accept(origin: message.origin, sequence: message.sequence, atNanoseconds: now) else { return false }
             state.metrics.received += 1
             if case .broadcast = message.payload { state.metrics.receivedBroadcasts += 1 }
             if case .adapterClose = message.payload {
@@ -832,18 +906,13 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             } else {
                 state.membership.heard(from: message.origin, atNanoseconds: now)
             }
-            // Restores catching up see the broadcast in the same section as the duplicate
-            // filter, before it is delivered (`RestoreHold`).
-            guard !state.restoreHolds.isEmpty, recoveryStreamName != nil,
-                  case .broadcast(let selection, let flags, let packet, nil) = message.payload, !flags.isVolatile else { return (true, []) }
-            return (true, Self.holdBack(packet, selection: selection, from: message.origin, isOwn: false, in: &state))
+            return true
         }
-        guard verdict.accepted else { return }
-        handle(message, held: verdict.held)
+        guard accepted else { return }
+        handle(message)
     }
 
-    /// `held`: restoring sockets left out of a broadcast (their holds have it).
-    private func handle(_ message: ClusterMessage, held: [String]) {
+    private func handle(_ message: ClusterMessage) {
         let origin = message.origin
         let replyQueue = "\(options.exchangePrefix)#\(namespace.name)#\(origin)"
         switch message.payload {
@@ -857,7 +926,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             for (completion, waiter) in finished { waiter?.resume(returning: completion) }
         case .broadcast(let selection, let flags, let packet, nil):
             namespace.deliver(
-                packet.messages, to: localRecipients(rooms: Set(selection.rooms), except: Set(selection.exceptRooms), held: held),
+                packet.messages, to: localRecipients(rooms: Set(selection.rooms), except: Set(selection.exceptRooms)),
                 volatile: flags.isVolatile
             )
         case .broadcast(let selection, let flags, let encoded, let request?):
@@ -895,21 +964,6 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 }
             }
             namespace.handleServerSideEmit(args, ack: ack)
-        case .restoreMarkerRequest(let id):
-            // Both markers in one critical section: whatever this node queued before is ahead
-            // of them in the stream and in the asker's queue alike.
-            guard let recoveryStreamName else { break }
-            state.withLockedValue { state in
-                enqueueLocked([makeJob(.restoreMarker(id: id), toQueue: recoveryStreamName, in: &state),
-                               makeJob(.restoreMarker(id: id), toQueue: replyQueue, in: &state)].compactMap { $0 })
-            }
-            publishWakeups.yield()
-        case .restoreMarker(let id):
-            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-                guard state.restoreHolds[id]?.markerArrived(from: origin) == true else { return nil }
-                return state.markerWaiters.removeValue(forKey: id)
-            }
-            waiter?.resume()
         case .recoverablePacket, .sessionRecord, .restoreClaim:
             // Recovery-stream records never travel through node queues.
             break

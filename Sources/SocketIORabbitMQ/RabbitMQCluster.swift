@@ -136,6 +136,8 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
     public var received: UInt64 = 0
     /// Broadcasts from other nodes that reached this node (room-aware routing lowers it).
     public var receivedBroadcasts: UInt64 = 0
+    /// Recoverable packets (every node's, this one's included) read from the recovery stream.
+    public var receivedStreamPackets: UInt64 = 0
     public var duplicatesDropped: UInt64 = 0
     public var undecodable: UInt64 = 0
     public var outboxSize: Int = 0
@@ -155,6 +157,7 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
         publishedBatches += other.publishedBatches
         received += other.received
         receivedBroadcasts += other.receivedBroadcasts
+        receivedStreamPackets += other.receivedStreamPackets
         duplicatesDropped += other.duplicatesDropped
         undecodable += other.undecodable
         outboxSize += other.outboxSize

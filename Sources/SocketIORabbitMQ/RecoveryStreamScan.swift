@@ -1,18 +1,106 @@
+/// Where a message sits in the recovery stream: the stream offset of the AMQP message, and
+/// the message's index inside it (several cluster messages may ride in one AMQP message).
+/// Every node reads the stream in this order.
+public struct StreamPosition: Sendable, Hashable, Comparable {
+    public var offset: Int64
+    public var index: Int
+
+    public init(offset: Int64, index: Int = 0) {
+        self.offset = offset
+        self.index = index
+    }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool {
+        (lhs.offset, lhs.index) < (rhs.offset, rhs.index)
+    }
+}
+
+/// A recoverable packet as read from the recovery stream.
+public struct StreamedPacket: Sendable, Hashable {
+    public var position: StreamPosition
+    public var origin: String
+    public var sequence: UInt64
+    /// The Socket.IO offset appended to the packet (what a client sends back).
+    public var offset: String
+    public var selection: ClusterSocketSelection
+    public var packet: EncodedPacket
+    /// The origin delivered it to its own clients at once, because the broker was away.
+    public var deliveredByOrigin: Bool
+
+    public init(position: StreamPosition, origin: String, sequence: UInt64, offset: String, selection: ClusterSocketSelection,
+                packet: EncodedPacket, deliveredByOrigin: Bool = false) {
+        self.position = position
+        self.origin = origin
+        self.sequence = sequence
+        self.offset = offset
+        self.selection = selection
+        self.packet = packet
+        self.deliveredByOrigin = deliveredByOrigin
+    }
+}
+
+/// Drops copies in the recovery stream. A node re-publishes what the broker had not
+/// confirmed when its connection dropped, after the originals and in the same order, so a
+/// record whose sequence is not above the highest one seen from its origin is a copy. Every
+/// node reading the same stretch of the stream drops the same records.
+public struct StreamCopyFilter: Sendable {
+    private var highest: [String: UInt64] = [:]
+
+    public init() {}
+
+    public mutating func accept(origin: String, sequence: UInt64) -> Bool {
+        if let known = highest[origin], sequence <= known { return false }
+        highest[origin] = sequence
+        return true
+    }
+}
+
+/// The session a restore found, and what its client had for sure.
+public struct ClaimedSession: Sendable, Hashable {
+    public var record: SessionRecord
+    /// The node that wrote the record (the one the client was connected to), and the record's
+    /// sequence there.
+    public var origin: String
+    public var sequence: UInt64
+
+    public init(record: SessionRecord, origin: String, sequence: UInt64) {
+        self.record = record
+        self.origin = origin
+        self.sequence = sequence
+    }
+
+    /// The session's rooms and its own id (`socket.emit` with recovery on targets it).
+    public var rooms: Set<String> { Set(record.rooms).union([record.socketId]) }
+
+    public func reaches(_ packet: StreamedPacket) -> Bool {
+        let rooms = self.rooms
+        if !rooms.isDisjoint(with: packet.selection.exceptRooms) { return false }
+        return packet.selection.rooms.isEmpty || !rooms.isDisjoint(with: packet.selection.rooms)
+    }
+
+    /// A packet its node delivered at once during a broker outage, before it recorded the
+    /// session: the client got it then, without an offset, so it is not missed.
+    public func receivedEarly(_ packet: StreamedPacket) -> Bool {
+        packet.deliveredByOrigin && packet.origin == origin && packet.sequence < sequence
+    }
+}
+
 /// What a restoring node finds when it reads the recovery stream: a plain value fed the
 /// stream's messages in order, so the decision is tested without a broker.
+///
+/// Every node delivers recoverable packets to its clients in stream order, so a client that
+/// last saw the packet with offset `offset` has every earlier packet of the stream that
+/// reaches it and none of the later ones: the replay is what follows that packet, up to the
+/// restore's claim (live delivery takes over from there, `RestoreHold`).
 ///
 /// Single use across nodes: every restore appends a claim for the session's private id, and
 /// the stream orders all claims. Of the claims that follow the session's latest record, only
 /// the first restores; a later one (the same client reconnecting to two nodes at once, or a
 /// replayed offset) sees the earlier claim and is refused, on whichever node it runs.
-///
-/// After a successful claim the scan goes on to the catch-up markers (`awaitMarkers`): each
-/// node's marker ends what the replay takes from that node, because everything the node emits
-/// after its marker reaches the restored socket live (`RestoreHold`).
 public struct RecoveryStreamScan: Sendable {
     public enum Outcome: Sendable, Hashable {
-        /// The session and the packets it missed (after the offset, reaching its rooms), in order.
-        case restored(SessionRecord, missedPackets: [EncodedPacket])
+        /// The session and the packets it missed up to the claim, in stream order.
+        case restored(ClaimedSession, claimedAt: StreamPosition, missedPackets: [StreamedPacket])
         case refused(Refusal)
     }
 
@@ -28,15 +116,11 @@ public struct RecoveryStreamScan: Sendable {
     public let privateId: String
     public let offset: String
     public let claimId: String
-    private var session: SessionRecord?
+    private var session: ClaimedSession?
     private var claimedByOther = false
     private var offsetSeen = false
-    private var claimReached = false
-    private var missed: [(offset: String, selection: ClusterSocketSelection, packet: EncodedPacket)] = []
-    private var markerId: String?
-    /// Nodes whose marker was read: their later records are delivered live instead.
-    private var markedNodes: Set<String> = []
-    private var awaitedNodes: Set<String> = []
+    private var copies = StreamCopyFilter()
+    private var afterOffset: [StreamedPacket] = []
 
     public init(privateId: String, offset: String, claimId: String) {
         self.privateId = privateId
@@ -44,64 +128,37 @@ public struct RecoveryStreamScan: Sendable {
         self.claimId = claimId
     }
 
-    /// Feeds the next stream message (`origin`: the node that appended it). Returns the
-    /// outcome at this restore's own claim, nil otherwise (keep reading).
-    public mutating func read(_ payload: ClusterPayload, origin: String = "") -> Outcome? {
-        switch payload {
-        case .sessionRecord(let record) where record.privateId == privateId && !claimReached:
+    /// Feeds the next stream message. Returns the outcome at this restore's own claim, nil
+    /// before it (keep reading).
+    public mutating func read(_ message: ClusterMessage, at position: StreamPosition) -> Outcome? {
+        switch message.payload {
+        case .sessionRecord(let record) where record.privateId == privateId:
             // A newer record (the socket was restored and lost again) starts a new round of claims.
-            session = record
+            session = ClaimedSession(record: record, origin: message.origin, sequence: message.sequence)
             claimedByOther = false
-        case .recoverablePacket(let packetOffset, let selection, let packet):
+        case .recoverablePacket(let packetOffset, let selection, let packet, let deliveredByOrigin):
+            guard copies.accept(origin: message.origin, sequence: message.sequence) else { break }
             if offsetSeen {
-                if !markedNodes.contains(origin) { missed.append((packetOffset, selection, packet)) }
+                afterOffset.append(StreamedPacket(position: position, origin: message.origin, sequence: message.sequence, offset: packetOffset,
+                                                  selection: selection, packet: packet, deliveredByOrigin: deliveredByOrigin))
             } else if packetOffset == offset {
                 offsetSeen = true
             }
-        case .restoreClaim(let id, let claimed) where claimed == privateId && !claimReached:
-            if id == claimId {
-                claimReached = true
-                return outcome()
-            }
+        case .restoreClaim(let id, let claimed) where claimed == privateId:
+            if id == claimId { return outcome(at: position) }
             // A claim before any record in the window belongs to an older session.
             if session != nil { claimedByOther = true }
-        case .restoreMarker(let id) where id == markerId:
-            markedNodes.insert(origin)
         default:
             break
         }
         return nil
     }
 
-    /// After the claim: read on until each of `nodes` appended its marker `id`.
-    public mutating func awaitMarkers(id: String, from nodes: Set<String>) {
-        markerId = id
-        awaitedNodes = nodes
-    }
-
-    public var markersComplete: Bool { markerId != nil && awaitedNodes.isSubset(of: markedNodes) }
-
-    /// Every packet the session missed up to the markers, in stream order, each once (a node
-    /// re-publishes what the broker had not confirmed when its connection dropped).
-    public func replay() -> [(offset: String, packet: EncodedPacket)] {
-        guard let session else { return [] }
-        var seen = Set<String>()
-        return missed.compactMap { entry in
-            guard Self.reaches(entry.selection, session), seen.insert(entry.offset).inserted else { return nil }
-            return (entry.offset, entry.packet)
-        }
-    }
-
-    /// Whether a packet sent to `selection` reaches the session's socket; its own id is a
-    /// room too (`socket.emit` with recovery on targets it).
-    static func reaches(_ selection: ClusterSocketSelection, _ session: SessionRecord) -> Bool {
-        RestoreHold.reaches(selection, rooms: Set(session.rooms).union([session.socketId]))
-    }
-
-    private func outcome() -> Outcome {
+    private func outcome(at position: StreamPosition) -> Outcome {
         guard let session else { return .refused(.unknownSession) }
         guard !claimedByOther else { return .refused(.alreadyClaimed) }
         guard offsetSeen else { return .refused(.unknownOffset) }
-        return .restored(session, missedPackets: replay().map(\.packet))
+        let missed = afterOffset.filter { session.reaches($0) && !session.receivedEarly($0) }
+        return .restored(session, claimedAt: position, missedPackets: missed)
     }
 }

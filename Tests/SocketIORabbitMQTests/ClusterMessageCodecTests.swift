@@ -39,16 +39,15 @@ final class ClusterMessageCodecTests: XCTestCase {
             .broadcastClientCount(request: 6, clientCount: 1234),
             .broadcastAck(request: 6, packet: packet),
             .adapterClose,
-            .recoverablePacket(offset: "node-a.7f3c-1z", selection: selection, packet: packet),
+            .recoverablePacket(offset: "node-a.7f3c-1z", selection: selection, packet: packet, deliveredByOrigin: false),
+            .recoverablePacket(offset: "node-a.7f3c-20", selection: selection, packet: packet, deliveredByOrigin: true),
             .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: ["sock1", "r"], data: packet)),
             .restoreClaim(id: "claim-1", privateId: "pid"),
-            .restoreMarkerRequest(id: "b-k9-claim-7"),
-            .restoreMarker(id: "b-k9-claim-7"),
         ]
         for payload in payloads { try roundTrip(payload) }
         // Distinct types really are distinct on the wire.
         let codes = Set(payloads.map(\.typeCode))
-        XCTAssertEqual(codes.count, 18)
+        XCTAssertEqual(codes.count, 16)
     }
 
     func testBroadcastCarriesTheEngineMessagesByteForByte() throws {
@@ -64,7 +63,7 @@ final class ClusterMessageCodecTests: XCTestCase {
 
     func testHeaderLayoutIsStable() {
         let body = ClusterMessageCodec.encode(ClusterMessage(origin: "ab", sequence: 258, namespace: "/", payload: .adapterClose))
-        XCTAssertEqual(Array(body.readableBytesView), [2, 13, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 0x2F])
+        XCTAssertEqual(Array(body.readableBytesView), [3, 13, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 0x2F])
     }
 
     func testTruncatedBodiesAreRejectedAtEveryLength() {
@@ -82,7 +81,10 @@ final class ClusterMessageCodecTests: XCTestCase {
         XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [1, 1]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .unsupportedVersion(1), "format 1 carried socket data as JSON text")
         }
-        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [2, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))) { error in
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [2, 13]))) { error in
+            XCTAssertEqual(error as? ClusterMessageDecodingError, .unsupportedVersion(2), "format 2 nodes deliver recoverable packets themselves")
+        }
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [3, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .unknownType(99))
         }
         var extra = ClusterMessageCodec.encode(ClusterMessage(origin: "a", sequence: 1, namespace: "/", payload: .adapterClose))
@@ -91,14 +93,14 @@ final class ClusterMessageCodecTests: XCTestCase {
             XCTAssertEqual(error as? ClusterMessageDecodingError, .trailingBytes(1))
         }
         // origin "\u{FF}" is not UTF-8
-        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [2, 13, 0, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0x2F]))) { error in
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [3, 13, 0, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0x2F]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .invalidUTF8(field: "origin"))
         }
     }
 
     func testAHugeClaimedSocketCountDoesNotAllocateBeforeFailing() {
         var body = ByteBuffer()
-        body.writeBytes([2, 8, 0, 1, 0x61])
+        body.writeBytes([3, 8, 0, 1, 0x61])
         body.writeInteger(UInt64(1))
         body.writeBytes([0, 1, 0x2F])
         body.writeInteger(UInt64(1))  // request

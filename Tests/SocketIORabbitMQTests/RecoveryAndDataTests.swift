@@ -50,164 +50,197 @@ final class ClusterValueEncodingTests: XCTestCase {
     }
 }
 
-final class RecoveryStreamScanTests: XCTestCase {
-    private func session(_ privateId: String = "pid", rooms: [String] = ["lobby"]) -> ClusterPayload {
+/// A recovery stream for tests: messages in stream order, each at its own position.
+private struct TestStream {
+    var messages: [(ClusterMessage, StreamPosition)] = []
+    private var sequences: [String: UInt64] = [:]
+
+    /// Appends a message from `origin` with that origin's next sequence (or `sequence`, for a copy).
+    @discardableResult
+    mutating func append(_ payload: ClusterPayload, from origin: String, sequence: UInt64? = nil) -> StreamPosition {
+        let next = sequence ?? { sequences[origin, default: 0] += 1; return sequences[origin]! }()
+        let position = StreamPosition(offset: Int64(messages.count), index: 0)
+        messages.append((ClusterMessage(origin: origin, sequence: next, namespace: "/", payload: payload), position))
+        return position
+    }
+
+    static func packet(_ offset: String, rooms: [String] = [], except: [String] = [], early: Bool = false) -> ClusterPayload {
+        .recoverablePacket(offset: offset, selection: ClusterSocketSelection(rooms: rooms, exceptRooms: except),
+                           packet: EncodedPacket(messages: [EngineMessage(text: "2[\"e\",\"\(offset)\"]")]), deliveredByOrigin: early)
+    }
+
+    static func session(_ privateId: String = "pid", rooms: [String] = ["lobby"]) -> ClusterPayload {
         .sessionRecord(SessionRecord(privateId: privateId, socketId: "sock", rooms: rooms, data: ClusterValueEncoding.encode(["n": 1])))
     }
 
-    private func packet(_ offset: String, rooms: [String] = [], except: [String] = []) -> ClusterPayload {
-        .recoverablePacket(offset: offset, selection: ClusterSocketSelection(rooms: rooms, exceptRooms: except),
-                           packet: EncodedPacket(messages: [EngineMessage(text: "2[\"e\",\"\(offset)\"]")]))
-    }
-
-    private func offsets(_ outcome: RecoveryStreamScan.Outcome?) -> [String]? {
-        guard case .restored(_, let packets)? = outcome else { return nil }
-        return packets.map { text in String(text.messages[0].text.dropFirst(7).dropLast(2)) }
-    }
-
-    /// Feeds `stream` and returns the outcome at the claim (nil if the claim never came).
-    private func scan(_ stream: [ClusterPayload], claim: String) -> RecoveryStreamScan.Outcome? {
-        var scan = RecoveryStreamScan(privateId: "pid", offset: "o1", claimId: claim)
-        for payload in stream {
-            if let outcome = scan.read(payload) { return outcome }
+    /// Feeds the stream to a scan and returns the outcome at the claim (nil if it never came).
+    func scan(offset: String = "o1", claim: String) -> RecoveryStreamScan.Outcome? {
+        var scan = RecoveryStreamScan(privateId: "pid", offset: offset, claimId: claim)
+        for (message, position) in messages {
+            if let outcome = scan.read(message, at: position) { return outcome }
         }
         return nil
     }
+}
+
+private func offsets(_ outcome: RecoveryStreamScan.Outcome?) -> [String]? {
+    guard case .restored(_, _, let packets)? = outcome else { return nil }
+    return packets.map(\.offset)
+}
+
+final class RecoveryStreamScanTests: XCTestCase {
+    private func stream(_ payloads: [ClusterPayload], from origin: String = "a") -> TestStream {
+        var stream = TestStream()
+        for payload in payloads { stream.append(payload, from: origin) }
+        return stream
+    }
 
     func testRestoresThePacketsAfterTheOffsetThatReachTheSession() {
-        let stream: [ClusterPayload] = [
-            packet("o0"), packet("o1"), packet("o2"), session(), packet("o3", rooms: ["other"]),
-            packet("o4", rooms: ["lobby"]), packet("o5", except: ["lobby"]), packet("o6", rooms: ["sock"]),
-            session("someone-else"), .restoreClaim(id: "mine", privateId: "pid"), packet("o7"),
-        ]
-        XCTAssertEqual(offsets(scan(stream, claim: "mine")), ["o2", "o4", "o6"], "the socket's own id is one of its rooms")
+        let stream = stream([
+            TestStream.packet("o0"), TestStream.packet("o1"), TestStream.packet("o2"), TestStream.session(), TestStream.packet("o3", rooms: ["other"]),
+            TestStream.packet("o4", rooms: ["lobby"]), TestStream.packet("o5", except: ["lobby"]), TestStream.packet("o6", rooms: ["sock"]),
+            TestStream.session("someone-else"), .restoreClaim(id: "mine", privateId: "pid"), TestStream.packet("o7"),
+        ])
+        XCTAssertEqual(offsets(stream.scan(claim: "mine")), ["o2", "o4", "o6"], "the socket's own id is one of its rooms")
+        guard case .restored(_, let claimedAt, _)? = stream.scan(claim: "mine") else { return XCTFail("not restored") }
+        XCTAssertEqual(claimedAt, StreamPosition(offset: 9), "the replay ends at the claim")
     }
 
     func testTwoClaimsOfOneSessionRestoreItOnce() {
-        let stream: [ClusterPayload] = [
-            packet("o1"), session(), packet("o2"),
+        let stream = stream([
+            TestStream.packet("o1"), TestStream.session(), TestStream.packet("o2"),
             .restoreClaim(id: "node-b", privateId: "pid"), .restoreClaim(id: "node-c", privateId: "pid"),
-        ]
-        XCTAssertEqual(offsets(scan(stream, claim: "node-b")), ["o2"], "the first claim in stream order wins")
-        XCTAssertEqual(scan(stream, claim: "node-c"), .refused(.alreadyClaimed), "the second, on any node, is refused")
+        ])
+        XCTAssertEqual(offsets(stream.scan(claim: "node-b")), ["o2"], "the first claim in stream order wins")
+        XCTAssertEqual(stream.scan(claim: "node-c"), .refused(.alreadyClaimed), "the second, on any node, is refused")
     }
 
     func testANewerSessionRecordCanBeClaimedAgain() {
-        let stream: [ClusterPayload] = [
-            packet("o1"), session(), .restoreClaim(id: "first", privateId: "pid"),
-            packet("o2"), session(), .restoreClaim(id: "second", privateId: "pid"),
-        ]
-        XCTAssertEqual(offsets(scan(stream, claim: "second")), ["o2"], "the socket was restored and lost again")
+        let stream = stream([
+            TestStream.packet("o1"), TestStream.session(), .restoreClaim(id: "first", privateId: "pid"),
+            TestStream.packet("o2"), TestStream.session(), .restoreClaim(id: "second", privateId: "pid"),
+        ])
+        XCTAssertEqual(offsets(stream.scan(claim: "second")), ["o2"], "the socket was restored and lost again")
     }
 
     func testClaimsOfOtherSessionsAndOlderClaimsDoNotCount() {
-        let stream: [ClusterPayload] = [
-            .restoreClaim(id: "old", privateId: "pid"), packet("o1"), session(),
+        let stream = stream([
+            .restoreClaim(id: "old", privateId: "pid"), TestStream.packet("o1"), TestStream.session(),
             .restoreClaim(id: "x", privateId: "other-pid"), .restoreClaim(id: "mine", privateId: "pid"),
-        ]
-        XCTAssertEqual(offsets(scan(stream, claim: "mine")), [])
+        ])
+        XCTAssertEqual(offsets(stream.scan(claim: "mine")), [])
     }
 
     func testRefusalsWithoutSessionOrOffset() {
-        XCTAssertEqual(scan([packet("o1"), .restoreClaim(id: "mine", privateId: "pid")], claim: "mine"), .refused(.unknownSession))
-        XCTAssertEqual(scan([packet("o0"), session(), .restoreClaim(id: "mine", privateId: "pid")], claim: "mine"), .refused(.unknownOffset))
-        XCTAssertNil(scan([session(), packet("o1")], claim: "mine"), "no outcome before the own claim")
+        XCTAssertEqual(stream([TestStream.packet("o1"), .restoreClaim(id: "mine", privateId: "pid")]).scan(claim: "mine"), .refused(.unknownSession))
+        XCTAssertEqual(stream([TestStream.packet("o0"), TestStream.session(), .restoreClaim(id: "mine", privateId: "pid")]).scan(claim: "mine"),
+                       .refused(.unknownOffset))
+        XCTAssertNil(stream([TestStream.session(), TestStream.packet("o1")]).scan(claim: "mine"), "no outcome before the own claim")
+    }
+
+    func testCopiesRepublishedAfterAnOutageAreNotReplayed() {
+        var stream = TestStream()
+        stream.append(TestStream.packet("a-1"), from: "a")
+        stream.append(TestStream.packet("a-2"), from: "a")  // sequence 2: the client's offset
+        stream.append(TestStream.packet("a-3"), from: "a")
+        stream.append(TestStream.packet("b-1"), from: "b")
+        // a's connection dropped before the broker confirmed a-2 and a-3: they come again.
+        stream.append(TestStream.packet("a-2"), from: "a", sequence: 2)
+        stream.append(TestStream.packet("a-3"), from: "a", sequence: 3)
+        stream.append(TestStream.packet("a-4"), from: "a", sequence: 4)
+        stream.append(TestStream.session(), from: "a")
+        stream.append(.restoreClaim(id: "mine", privateId: "pid"), from: "c")
+        XCTAssertEqual(offsets(stream.scan(offset: "a-2", claim: "mine")), ["a-3", "b-1", "a-4"])
+    }
+
+    func testPacketsItsNodeDeliveredAtOnceDuringAnOutageAreNotReplayedToThatNodesClients() {
+        var stream = TestStream()
+        stream.append(TestStream.packet("b-1"), from: "b")  // the client's offset
+        // The broker was away: node a delivered a-1 and a-2 to its clients at once. The client
+        // lost its connection between the two (a recorded the session then), so it has a-1
+        // (without an offset) and lacks a-2. The outbox flush puts them in the stream later.
+        stream.append(TestStream.packet("a-1", early: true), from: "a")
+        stream.append(TestStream.session(), from: "a")
+        stream.append(TestStream.packet("a-2", early: true), from: "a")
+        stream.append(TestStream.packet("b-2"), from: "b")
+        stream.append(.restoreClaim(id: "mine", privateId: "pid"), from: "c")
+        XCTAssertEqual(offsets(stream.scan(offset: "b-1", claim: "mine")), ["a-2", "b-2"])
     }
 }
 
-/// The catch-up of a cross-node restore: the stream read on to every node's marker, and the
-/// live broadcasts held back meanwhile. Together they must give each packet exactly once.
+/// A restore on any node, while every node keeps sending: the replay (stream up to the claim)
+/// and the hold (live packets after it) must give each packet the client lacks exactly once,
+/// in the order every node delivered the stream.
 final class RestoreCatchUpTests: XCTestCase {
-    private func encoded(_ offset: String) -> EncodedPacket {
-        EncodedPacket(messages: [EngineMessage(text: "2[\"e\",\"\(offset)\"]")])
+    private func streamed(_ message: ClusterMessage, at position: StreamPosition) -> StreamedPacket? {
+        guard case .recoverablePacket(let offset, let selection, let packet, let early) = message.payload else { return nil }
+        return StreamedPacket(position: position, origin: message.origin, sequence: message.sequence, offset: offset,
+                              selection: selection, packet: packet, deliveredByOrigin: early)
     }
 
-    private func record(_ offset: String, rooms: [String] = []) -> ClusterPayload {
-        .recoverablePacket(offset: offset, selection: ClusterSocketSelection(rooms: rooms), packet: encoded(offset))
-    }
+    /// Three nodes interleave packets; the client saw the stream up to each possible cut; its
+    /// node records the session; a restore starts its hold at some point, claims, and the live
+    /// consumer goes on delivering. Replay + release must be exactly what follows the cut.
+    func testEveryCutAndEveryHoldStartGiveEachMissedPacketOnceInStreamOrder() {
+        let origins = ["a", "b", "c"]
+        for cut in 0..<12 {
+            for holdStartDelay in 0..<3 {
+                var stream = TestStream()
+                var delivered: [String] = []  // what a node delivers, in stream order
+                for index in 0..<12 {
+                    let origin = origins[(index * 7 + index / 3) % 3]
+                    let offset = "\(origin)-\(index)"
+                    let rooms = index % 4 == 3 ? ["elsewhere"] : []
+                    stream.append(TestStream.packet(offset, rooms: rooms), from: origin)
+                    if rooms.isEmpty { delivered.append(offset) }
+                }
+                let clientOffset = stream.messages.compactMap { streamed($0.0, at: $0.1) }.filter { $0.selection.rooms.isEmpty }.map(\.offset)[min(cut, 8)]
+                stream.append(TestStream.session(rooms: []), from: "a")
+                // The hold begins before the claim is appended; packets keep coming.
+                let holdStart = stream.messages.count - holdStartDelay
+                for index in 12..<14 { stream.append(TestStream.packet("b-\(index)"), from: "b"); delivered.append("b-\(index)") }
+                stream.append(.restoreClaim(id: "claim", privateId: "pid"), from: "z")
+                for index in 14..<17 { stream.append(TestStream.packet("c-\(index)"), from: "c"); delivered.append("c-\(index)") }
 
-    private func offsetOf(_ packet: EncodedPacket) -> String? {
-        String(packet.messages[0].text.dropFirst(7).dropLast(2))
-    }
-
-    private let session = ClusterPayload.sessionRecord(SessionRecord(privateId: "pid", socketId: "sock", rooms: ["lobby"], data: ClusterValueEncoding.encode(.null)))
-
-    func testTheScanReadsOnToEveryMarkerAndStopsTakingANodesPacketsAtItsMarker() {
-        var scan = RecoveryStreamScan(privateId: "pid", offset: "a-1", claimId: "claim")
-        let beforeClaim: [(ClusterPayload, String)] = [(record("a-1"), "a"), (session, "a"), (record("c-1"), "c")]
-        for (payload, origin) in beforeClaim { XCTAssertNil(scan.read(payload, origin: origin)) }
-        guard case .restored(_, let missed)? = scan.read(.restoreClaim(id: "claim", privateId: "pid"), origin: "b") else {
-            return XCTFail("not restored")
+                guard case .restored(let session, let claimedAt, let missed)? = stream.scan(offset: clientOffset, claim: "claim") else {
+                    return XCTFail("not restored at cut \(cut)")
+                }
+                var hold = RestoreHold(capacity: 100)
+                for (message, position) in stream.messages[max(0, holdStart)...] {
+                    if let packet = streamed(message, at: position) { hold.delivered(packet) }
+                    if position == claimedAt { hold.sessionFound(session, claimedAt: claimedAt) }
+                }
+                let expected = Array(delivered[(delivered.firstIndex(of: clientOffset)! + 1)...])
+                XCTAssertEqual(missed.map(\.offset) + hold.release().map(\.offset), expected, "cut \(cut), hold start \(holdStartDelay)")
+            }
         }
-        XCTAssertEqual(missed.compactMap(offsetOf), ["c-1"])
-        scan.awaitMarkers(id: "m", from: ["b", "c"])
-        XCTAssertFalse(scan.markersComplete)
-        let afterClaim: [(ClusterPayload, String)] = [
-            (record("c-2"), "c"), (.restoreMarker(id: "other"), "c"), (record("c-3"), "c"),
-            (.restoreMarker(id: "m"), "c"),
-            (record("c-4"), "c"),  // after c's marker: it reaches the socket live
-            (record("b-1", rooms: ["elsewhere"]), "b"), (record("b-2"), "b"),
-            (record("c-3"), "c"),  // a copy re-published after a broker outage
-        ]
-        for (payload, origin) in afterClaim { XCTAssertNil(scan.read(payload, origin: origin)) }
-        XCTAssertFalse(scan.markersComplete, "b's marker is still missing")
-        XCTAssertNil(scan.read(.restoreMarker(id: "m"), origin: "b"))
-        XCTAssertTrue(scan.markersComplete)
-        XCTAssertEqual(scan.replay().map(\.offset), ["c-1", "c-2", "c-3", "b-2"])
     }
 
-    func testAClaimedSessionIsNotReplacedByRecordsReadAfterTheClaim() {
-        var scan = RecoveryStreamScan(privateId: "pid", offset: "a-1", claimId: "claim")
-        _ = scan.read(record("a-1"), origin: "a")
-        _ = scan.read(session, origin: "a")
-        XCTAssertNotNil(scan.read(.restoreClaim(id: "claim", privateId: "pid"), origin: "b"))
-        scan.awaitMarkers(id: "m", from: ["b"])
-        XCTAssertNil(scan.read(.restoreClaim(id: "claim", privateId: "pid"), origin: "b"), "an outcome is given once")
-        XCTAssertNil(scan.read(record("a-2"), origin: "a"))
-        XCTAssertEqual(scan.replay().map(\.offset), ["a-2"])
-    }
-
-    func testNothingIsHeldBeforeTheMarkersAreRequested() {
-        var hold = RestoreHold(socketId: "sock", rooms: ["lobby"], capacity: 10)
-        hold.broadcastDelivered(from: "c", isOwn: false, selection: ClusterSocketSelection(), packet: encoded("c-1"))
-        hold.broadcastDelivered(from: "b", isOwn: true, selection: ClusterSocketSelection(), packet: encoded("b-1"))
-        XCTAssertTrue(hold.held.isEmpty, "before the markers, every packet is in the replay")
-        XCTAssertFalse(hold.markersComplete)
-    }
-
-    func testEachNodesBroadcastsAreHeldFromItsMarkerOn() {
-        var hold = RestoreHold(socketId: "sock", rooms: ["lobby"], capacity: 10)
-        hold.markersRequested(from: ["a", "c"])
-        let all = ClusterSocketSelection()
-        hold.broadcastDelivered(from: "c", isOwn: false, selection: all, packet: encoded("c-1"))  // in the replay
-        hold.broadcastDelivered(from: "b", isOwn: true, selection: all, packet: encoded("b-1"))   // own, after own marker
-        XCTAssertFalse(hold.markerArrived(from: "c"))
-        hold.broadcastDelivered(from: "c", isOwn: false, selection: all, packet: encoded("c-2"))
-        hold.broadcastDelivered(from: "a", isOwn: false, selection: all, packet: encoded("a-1"))  // a's marker not yet here
-        hold.broadcastDelivered(from: "c", isOwn: false, selection: ClusterSocketSelection(rooms: ["other"]), packet: encoded("c-3"))
-        hold.broadcastDelivered(from: "c", isOwn: false, selection: ClusterSocketSelection(rooms: ["sock"]), packet: encoded("c-4"))
-        hold.broadcastDelivered(from: "c", isOwn: false, selection: ClusterSocketSelection(exceptRooms: ["lobby"]), packet: encoded("c-5"))
-        XCTAssertTrue(hold.markerArrived(from: "a"))
-        hold.broadcastDelivered(from: "a", isOwn: false, selection: all, packet: encoded("a-2"))
-        hold.broadcastDelivered(from: "d", isOwn: false, selection: all, packet: encoded("d-1"))  // a node not asked
-        XCTAssertEqual(hold.release(offsetOf: offsetOf).compactMap(offsetOf), ["b-1", "c-2", "c-4", "a-2", "d-1"])
-    }
-
-    func testReleaseDropsCopiesOfReplayedPacketsFromNodesThatNeverMarked() {
-        var hold = RestoreHold(socketId: "sock", rooms: [], capacity: 10)
-        hold.markersRequested(from: ["dead"])
-        hold.stopAwaitingMarkers()
-        XCTAssertTrue(hold.markersComplete)
-        hold.broadcastDelivered(from: "dead", isOwn: false, selection: ClusterSocketSelection(), packet: encoded("dead-7"))
-        hold.broadcastDelivered(from: "dead", isOwn: false, selection: ClusterSocketSelection(), packet: encoded("dead-8"))
-        hold.replayedOffsets = ["dead-7"]
-        XCTAssertEqual(hold.release(offsetOf: offsetOf).compactMap(offsetOf), ["dead-8"])
+    func testTheHoldKeepsOnlyWhatFollowsTheClaimAndReachesTheSession() {
+        var hold = RestoreHold(capacity: 10)
+        func packet(_ offset: String, at position: Int64, rooms: [String] = []) -> StreamedPacket {
+            StreamedPacket(position: StreamPosition(offset: position), origin: "c", sequence: UInt64(position), offset: offset,
+                           selection: ClusterSocketSelection(rooms: rooms), packet: EncodedPacket(messages: []))
+        }
+        hold.delivered(packet("c-1", at: 1))  // before the claim: in the replay
+        hold.delivered(packet("c-5", at: 5))
+        XCTAssertNil(hold.socketId, "the session is not known before the claim")
+        let session = ClaimedSession(record: SessionRecord(privateId: "pid", socketId: "sock", rooms: ["lobby"], data: ClusterValueEncoding.encode(.null)),
+                                     origin: "a", sequence: 1)
+        hold.sessionFound(session, claimedAt: StreamPosition(offset: 3))
+        XCTAssertEqual(hold.socketId, "sock")
+        hold.delivered(packet("c-6", at: 6, rooms: ["other"]))
+        hold.delivered(packet("c-7", at: 7, rooms: ["sock"]))
+        hold.delivered(packet("c-8", at: 8, rooms: ["lobby"]))
+        XCTAssertEqual(hold.release().map(\.offset), ["c-5", "c-7", "c-8"])
     }
 
     func testTheHoldIsBounded() {
-        var hold = RestoreHold(socketId: "sock", rooms: [], capacity: 2)
-        hold.markersRequested(from: [])
-        for index in 0..<5 { hold.broadcastDelivered(from: "c", isOwn: false, selection: ClusterSocketSelection(), packet: encoded("c-\(index)")) }
+        var hold = RestoreHold(capacity: 2)
+        for index in 0..<5 {
+            hold.delivered(StreamedPacket(position: StreamPosition(offset: Int64(index)), origin: "c", sequence: UInt64(index), offset: "c-\(index)",
+                                          selection: ClusterSocketSelection(), packet: EncodedPacket(messages: [])))
+        }
         XCTAssertEqual(hold.held.count, 2)
         XCTAssertEqual(hold.overflow, 3)
     }
