@@ -17,6 +17,7 @@ struct ChatMetrics: Sendable {
     let ready: Gauge
     let brokerPublished: Gauge
     let brokerReceived: Gauge
+    let brokerStreamPackets: Gauge
     let brokerOutboxSize: Gauge
     let brokerOutboxOverflow: Gauge
     let brokerPublishFailures: Gauge
@@ -57,6 +58,10 @@ struct ChatMetrics: Sendable {
         brokerReceived = registry.makeGauge(
             name: "chat_cluster_messages_received", help: "Cluster messages received from other nodes since start."
         )
+        brokerStreamPackets = registry.makeGauge(
+            name: "chat_cluster_stream_packets_received",
+            help: "Recoverable packets (chat messages included, this node's own too) delivered from the recovery stream since start."
+        )
         brokerOutboxSize = registry.makeGauge(
             name: "chat_cluster_outbox_size", help: "Cluster messages waiting for the broker (held during an outage)."
         )
@@ -78,6 +83,7 @@ struct ChatMetrics: Sendable {
         ready.set(Int64(isReady ? 1 : 0))
         brokerPublished.set(Int64(cluster.published))
         brokerReceived.set(Int64(cluster.received))
+        brokerStreamPackets.set(Int64(cluster.receivedStreamPackets))
         brokerOutboxSize.set(Int64(cluster.outboxSize))
         brokerOutboxOverflow.set(Int64(cluster.outboxOverflow))
         brokerPublishFailures.set(Int64(cluster.publishFailures))
