@@ -354,19 +354,25 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         items.append(.string(offset))
         withOffset.data = .array(items)
         let encoded = EncodedPacket(messages: SocketIOPacketEncoder.encode(withOffset))
-        let queued = state.withLockedValue { state -> Bool in
-            guard state.outbox.isConnected else { return false }
-            return queueOwnPacket(offset: offset, selection: selection, packet: encoded, in: &state)
+        enum Route { case queued, refused, brokerAway }
+        let route = state.withLockedValue { state -> Route in
+            guard state.outbox.isConnected else { return .brokerAway }
+            return queueOwnPacket(offset: offset, selection: selection, packet: encoded, in: &state) ? .queued : .refused
         }
-        if !queued {
-            // While the broker is away this node's clients get the packet at once (local delivery
-            // never waits for RabbitMQ), without an offset since it has no place in the stream
-            // yet; the other nodes get it from the stream once the outbox is flushed. A packet the
-            // full outbox refused is at least delivered here.
+        switch route {
+        case .queued:
+            break
+        case .refused:
+            // The full outbox refused it (`rejectNew`): at least this node's clients get it.
+            namespace.deliver(SocketIOPacketEncoder.encode(packet), to: localRecipients(rooms: options.rooms, except: options.except))
+        case .brokerAway:
+            // This node's clients get it at once (local delivery never waits for RabbitMQ),
+            // without an offset since it has no place in the stream yet; the other nodes get it
+            // from the stream once the outbox is flushed.
             let plain = SocketIOPacketEncoder.encode(packet)
             localDeliveryOrder.withLock {
                 let deliverNow = state.withLockedValue { state -> Bool in
-                    if state.outbox.isConnected {
+                    if state.outbox.isConnected {  // back meanwhile
                         return !queueOwnPacket(offset: offset, selection: selection, packet: encoded, in: &state)
                     }
                     let (job, _) = enqueue(.recoverablePacket(offset: offset, selection: selection, packet: encoded, deliveredByOrigin: true),
