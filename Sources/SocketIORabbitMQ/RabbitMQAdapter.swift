@@ -75,6 +75,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         var streamCopies = StreamCopyFilter()
         /// The last recovery-stream message the live stream consumer handled.
         var lastStreamPosition: StreamPosition?
+        /// A hash of the body of the last recovery-stream message handled, to tell after a
+        /// broker cancel whether the stream at that offset is still the same one.
+        var lastStreamBodyHash: Int?
         /// This node's recoverable packets on their way through the stream, oldest first.
         var ownUndelivered = Deque<OwnPacket>()
         /// This node's recoverable packets up to this sequence were delivered to its clients
@@ -89,6 +92,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         /// Restores in progress on this node, by restore id (`RestoreHold`).
         var restoreHolds: [String: RestoreHold] = [:]
         var isConsuming = false
+        /// The live recovery-stream consumer ended while the connection stayed up (the broker
+        /// cancelled it): nothing recoverable is delivered here until it is back.
+        var streamConsumerLost = false
         var isClosed = false
     }
 
@@ -110,7 +116,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     }
 
     public var nodeID: String { cluster.nodeID }
-    var isReady: Bool { state.withLockedValue { $0.isConsuming && $0.outbox.isConnected } }
+    var isReady: Bool { state.withLockedValue { $0.isConsuming && $0.outbox.isConnected && !$0.streamConsumerLost } }
 
     public var metrics: RabbitMQAdapterMetrics {
         state.withLockedValue { state in
@@ -179,19 +185,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 }
             },
             Task { [weak self] in await self?.runPublisher(on: publish) },
-            Task { [weak self] in
-                guard let streamConsumer else { return }
-                do {
-                    var handled = 0
-                    for try await message in streamConsumer {
-                        self?.streamDelivered(message)
-                        handled += 1
-                        if handled % Self.ackBatch == 0 { try? await message.ack(multiple: true) }
-                    }
-                } catch {
-                    self?.logger.error("recovery stream consumer ended", metadata: ["error": "\(error)"])
-                }
-            },
+            Task { [weak self] in await self?.runStreamConsumer(streamConsumer) },
             Task { [weak self] in await self?.runBindingChanges(on: consume) },
             Task { [weak self] in
                 while !Task.isCancelled {
@@ -209,18 +203,103 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     /// it reads them from the recovery stream, so all nodes deliver them in one order and a
     /// client's last offset says exactly what it has (docs/CLUSTER.md). After a connection
     /// recovery the consumer resumes after the last message it handled.
-    private func startStreamConsumer(_ streamName: String?) async throws -> AMQPConsumer? {
+    private func startStreamConsumer(_ streamName: String?, resuming: Bool = false) async throws -> AMQPConsumer? {
         guard let streamName else { return nil }
         let channel = try await cluster.connection.openChannel()
         try await channel.basicQos(prefetchCount: 1000)
         let startedAt = UInt64(max(0, time(nil)))
-        return try await channel.consume(
-            queue: streamName, noAck: false, arguments: ["x-stream-offset": .longString("next")],
-            argumentsOnRecovery: { [weak self] in
-                // Nothing handled yet: from when this node started (older packets reach none of its sockets).
-                let last = self?.state.withLockedValue { $0.lastStreamPosition }
-                return ["x-stream-offset": last.map { .int64($0.offset + 1) } ?? .timestamp(startedAt - 1)]
-            })
+        let resumeArguments: @Sendable () -> AMQPFieldTable = { [weak self] in
+            // Nothing handled yet: from when this node started (older packets reach none of its sockets).
+            let last = self?.state.withLockedValue { $0.lastStreamPosition }
+            return ["x-stream-offset": last.map { .int64($0.offset + 1) } ?? .timestamp(startedAt - 1)]
+        }
+        var arguments: AMQPFieldTable = ["x-stream-offset": .longString("next")]
+        if resuming {
+            arguments = try await isStreamStillTheOneRead(streamName) ? resumeArguments() : ["x-stream-offset": .longString("first")]
+        }
+        return try await channel.consume(queue: streamName, noAck: false, arguments: arguments, argumentsOnRecovery: resumeArguments)
+    }
+
+    /// After the broker cancelled the live consumer: reads the message at the last offset
+    /// handled. The same body means the same stream (resume after it); another body, or none
+    /// (the stream is shorter now), means it was deleted and declared again, and this node
+    /// starts over at its first message. A first message past that offset means retention
+    /// dropped what followed; resuming is right then too.
+    private func isStreamStillTheOneRead(_ streamName: String) async throws -> Bool {
+        guard let (last, bodyHash) = state.withLockedValue({ state in state.lastStreamPosition.map { ($0, state.lastStreamBodyHash) } }) else {
+            return true
+        }
+        let channel = try await cluster.connection.openChannel()
+        defer { Task { try? await channel.close() } }
+        try await channel.basicQos(prefetchCount: 1)
+        let probe = try await channel.consume(queue: streamName, noAck: false, arguments: ["x-stream-offset": .int64(last.offset)])
+        let timeout = Task {
+            try? await Task.sleep(nanoseconds: 1_000_000_000)
+            if !Task.isCancelled { try? await probe.cancel() }
+        }
+        defer { timeout.cancel() }
+        var firstMessage: AMQPMessage?
+        for try await message in probe {
+            firstMessage = message
+            break
+        }
+        let same: Bool
+        if let firstMessage, let offset = Self.streamOffset(of: firstMessage) {
+            same = offset > last.offset || (offset == last.offset && Self.hash(firstMessage.body) == bodyHash)
+        } else {
+            same = false
+        }
+        if !same {
+            logger.warning("recovery stream was recreated; reading it from its start", metadata: ["lastOffset": "\(last.offset)"])
+            state.withLockedValue { state in
+                state.lastStreamPosition = nil
+                state.lastStreamBodyHash = nil
+                state.streamCopies = StreamCopyFilter()
+            }
+        }
+        return same
+    }
+
+    static func hash(_ body: ByteBuffer) -> Int {
+        var hasher = Hasher()
+        body.withUnsafeReadableBytes { hasher.combine(bytes: $0) }
+        return hasher.finalize()
+    }
+
+    /// Feeds the live stream consumer's messages to `streamDelivered`. Connection recovery
+    /// restarts the consumer by itself; if the broker cancels it while the connection stays up
+    /// (the stream's member went away, or the stream was deleted), the node reports itself not
+    /// ready and starts a new consumer after its last message, every 2 s until one starts.
+    private func runStreamConsumer(_ first: AMQPConsumer?) async {
+        var consumer = first
+        while let current = consumer {
+            do {
+                var handled = 0
+                for try await message in current {
+                    streamDelivered(message)
+                    handled += 1
+                    if handled % Self.ackBatch == 0 { try? await message.ack(multiple: true) }
+                }
+            } catch where !Task.isCancelled {
+                logger.error("recovery stream consumer ended", metadata: ["error": "\(error)"])
+            } catch {}
+            consumer = nil
+            while consumer == nil {
+                guard !Task.isCancelled, !state.withLockedValue({ $0.isClosed }) else { return }
+                state.withLockedValue { $0.streamConsumerLost = true }
+                cluster.readinessMayHaveChanged()
+                try? await Task.sleep(nanoseconds: 2_000_000_000)
+                guard !Task.isCancelled else { return }
+                do {
+                    consumer = try await startStreamConsumer(recoveryStreamName, resuming: true)
+                    logger.info("recovery stream consumer restarted")
+                } catch {
+                    logger.error("recovery stream consumer could not restart", metadata: ["error": "\(error)"])
+                }
+            }
+            state.withLockedValue { $0.streamConsumerLost = false }
+            cluster.readinessMayHaveChanged()
+        }
     }
 
     public func close() async {
@@ -610,6 +689,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             state.withLockedValue { $0.metrics.undecodable += 1 }
             return
         }
+        let bodyHash = Self.hash(message.body)
         for (index, body) in bodies.enumerated() {
             let position = StreamPosition(offset: streamOffset, index: index)
             let decoded = try? ClusterMessageCodec.decode(body)
@@ -619,6 +699,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 // Redelivered after a recovery: handled already.
                 if let last = state.lastStreamPosition, position <= last { return nil }
                 state.lastStreamPosition = position
+                if index == 0 { state.lastStreamBodyHash = bodyHash }
                 guard let decoded, decoded.namespace == namespace.name,
                       case .recoverablePacket(let offset, let selection, let packet, let deliveredByOrigin) = decoded.payload,
                       state.streamCopies.accept(origin: decoded.origin, sequence: decoded.sequence) else { return nil }

@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from .conftest import Client, list_queues, rabbitmq, wait_until
+from .conftest import Client, Node, list_queues, rabbitmq, wait_until
 
 
 def _payloads(client, event="broadcast"):
@@ -169,6 +169,34 @@ def test_broker_restart_under_steady_traffic_loses_and_duplicates_nothing(cluste
             sequence = [seq for origin, seq in received if origin == node.name]
             assert sequence == sorted(sequence), f"{observer.node.name}: out of order from {node.name}"
     assert done or overflow > 0, "not every packet arrived"
+
+
+def test_a_deleted_recovery_stream_is_reported_and_a_redeclared_one_is_read_from_its_start(cluster, clients):
+    """An operator deletes the recovery stream under running nodes: their stream consumers are
+    cancelled and /readyz says so. A node that starts declares the stream again; the others'
+    consumers come back on the new stream, whose offsets start over, and deliver again."""
+    node_a, node_b, node_c = cluster
+    observer, sender = clients(node_a), clients(node_b)
+    for index in range(20):
+        assert sender.call("broadcast", {"payload": f"before-{index}"}) is True
+    assert wait_until(lambda: len(_payloads(observer)) >= 20, 10)
+    stream = next(q for q in list_queues() if q.endswith("#/#recovery"))
+    rabbitmq("delete-queue", stream)
+    assert wait_until(lambda: not any(_ready(node) for node in cluster), 10), "nodes still ready without their stream"
+
+    node_c.stop()
+    prefix = stream[: -len("#/#recovery")]
+    cluster[2] = Node("c", node_c.port, prefix)  # declares the stream again (stopped by the fixture)
+    assert wait_until(lambda: all(_ready(node) for node in cluster), 15), "not ready again on the new stream"
+    late = clients(cluster[2])
+    for index in range(20):
+        assert sender.call("broadcast", {"payload": f"after-{index}"}) is True
+    expected = [f"before-{index}" for index in range(20)] + [f"after-{index}" for index in range(20)]
+    assert wait_until(lambda: len(_payloads(observer)) >= 40 and len(_payloads(late)) >= 20, 10)
+    _settle()
+    assert _payloads(observer) == expected
+    assert _payloads(late) == expected[20:]
+    assert any("recovery stream was recreated" in line for line in node_a.lines), "node a did not notice the new stream"
 
 
 def test_forced_connection_close_under_traffic_loses_and_duplicates_nothing(cluster, clients):
