@@ -1,3 +1,4 @@
+import EngineIO
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -90,6 +91,8 @@ public final class InMemoryAdapter: SocketIOAdapter {
 
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         var packet = packet
+        let messages: [EngineMessage]
+        var held: [String] = []
         if let sessions, packet.type == .event || packet.type == .binaryEvent, packet.ackId == nil, !options.flags.volatile,
             case .array(var items)? = packet.data
         {
@@ -98,9 +101,17 @@ public final class InMemoryAdapter: SocketIOAdapter {
             let offset = sessions.withLockedValue { $0.nextOffset() }
             items.append(.string(offset))
             packet.data = .array(items)
-            sessions.withLockedValue { $0.record(offset: offset, data: packet.data!, options: options) }
+            messages = SocketIOPacketEncoder.encode(packet)
+            held = sessions.withLockedValue { $0.record(offset: offset, data: packet.data!, options: options, messages: messages) }
+        } else {
+            messages = SocketIOPacketEncoder.encode(packet)
         }
-        let messages = SocketIOPacketEncoder.encode(packet)
+        guard held.isEmpty else {
+            // Restored sockets about to connect get this packet from their hold, once.
+            var recipients = matchingSocketIds(options)
+            recipients.subtract(held)
+            return namespace.deliver(messages, to: recipients, volatile: options.flags.volatile)
+        }
         // Everyone: skip computing the id set (the common chat case).
         let everyone = options.rooms.isEmpty && options.except.isEmpty
         namespace.deliver(messages, to: everyone ? nil : matchingSocketIds(options), volatile: options.flags.volatile)
@@ -157,6 +168,14 @@ public final class InMemoryAdapter: SocketIOAdapter {
     public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
         sessions?.withLockedValue { $0.restore(privateId: privateId, offset: offset) }
     }
+
+    public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] {
+        sessions?.withLockedValue { $0.releaseHold(of: socketId) } ?? []
+    }
+
+    public func restoreAbandoned(_ socketId: String) {
+        _ = sessions?.withLockedValue { $0.releaseHold(of: socketId) }
+    }
 }
 
 /// Bounded memory for recovery: sessions and logged packets older than
@@ -166,6 +185,11 @@ struct SessionStore {
     private var sessions: [String: (session: PersistedSession, lostAt: NIODeadline)] = [:]
     private var log: [(offset: String, data: JSONValue, options: BroadcastOptions, at: NIODeadline)] = []
     private var logStart = 0
+    /// Restored sockets not connected yet (they are not in the namespace's table, so a
+    /// broadcast would pass them by): the packets emitted since their replay was collected.
+    /// `SocketIOSocket.didConnect` takes them on the socket's loop, right after the replay;
+    /// a broadcast recorded after that finds the socket in the table and is queued behind it.
+    private var holds: [String: (session: PersistedSession, packets: [[EngineMessage]])] = [:]
     private var counter: UInt64 = 0
     private let epoch = String(UInt32.random(in: .min ... .max), radix: 36)
 
@@ -178,10 +202,23 @@ struct SessionStore {
         return "\(epoch)-\(String(counter, radix: 36))"
     }
 
-    mutating func record(offset: String, data: JSONValue, options: BroadcastOptions) {
+    /// Logs a recoverable packet; returns the restoring sockets that hold it (to be left out
+    /// of its direct delivery).
+    mutating func record(offset: String, data: JSONValue, options: BroadcastOptions, messages: [EngineMessage] = []) -> [String] {
         let now = NIODeadline.now()
         log.append((offset: offset, data: data, options: options, at: now))
         pruneLog(now: now)
+        guard !holds.isEmpty else { return [] }
+        var held: [String] = []
+        for (socketId, hold) in holds where Self.reaches(options, hold.session) {
+            held.append(socketId)
+            if hold.packets.count < configuration.maxLoggedPackets { holds[socketId]!.packets.append(messages) }
+        }
+        return held
+    }
+
+    mutating func releaseHold(of socketId: String) -> [[EngineMessage]] {
+        holds.removeValue(forKey: socketId)?.packets ?? []
     }
 
     mutating func persist(_ session: PersistedSession) {
@@ -202,6 +239,7 @@ struct SessionStore {
         for entry in log[(position + 1)...] where Self.reaches(entry.options, session) {
             missed.append(entry.data)
         }
+        holds[session.socketId] = (session, [])
         return RestoredSession(session: session, missedPackets: missed)
     }
 

@@ -63,6 +63,45 @@ final class RecoveryTests: XCTestCase {
         XCTAssertNotEqual(thirdReply["sid"]?.stringValue, sid)
     }
 
+    /// Between the restore (which collects the missed packets) and the connect (which puts the
+    /// socket in the namespace's table) middlewares may run for a while; a packet emitted then
+    /// must still reach the socket, once, after the replay.
+    func testAPacketEmittedWhileARestoredSocketIsAdmittedArrivesOnceAfterTheReplay() async throws {
+        let io = SocketIOServer(SocketIOServerConfiguration(connectionStateRecovery: ConnectionStateRecovery(skipMiddlewares: false)))
+        io.onConnection { socket in if !socket.recovered { socket.join("news") } }
+        io.use { socket in
+            // While the restored socket is being admitted: one packet for its room, one not.
+            if socket.recovered {
+                io.to("news").emit("headline", "during")
+                io.to("elsewhere").emit("not-for-us")
+                try await Task.sleep(nanoseconds: 20_000_000)
+            }
+        }
+        let connection = try await io.openFakeConnection()
+        try await connection.receive("0")
+        let reply = try JSONValue(parsing: String(try await connection.nextText().dropFirst()))
+        let pid = try XCTUnwrap(reply["pid"]?.stringValue)
+        io.to("news").emit("headline", "first")
+        let first = try JSONValue(parsing: String(try await connection.nextText().dropFirst()))
+        let offset = try XCTUnwrap(first.arrayValue?.last?.stringValue)
+        connection.close(reason: .transportClose)
+        _ = try await connection.waitForClose()
+        try await Task.sleep(nanoseconds: 50_000_000)  // persistence runs in a Task
+        io.to("news").emit("headline", "missed")
+
+        let again = try await io.openFakeConnection()
+        try await again.receive(#"0{"pid":"\#(pid)","offset":"\#(offset)"}"#)
+        let againReply = try JSONValue(parsing: String(try await again.nextText().dropFirst()))
+        XCTAssertEqual(againReply["pid"]?.stringValue, pid, "recovered")
+        var headlines: [JSONValue] = []
+        for _ in 0..<2 {
+            let event = try JSONValue(parsing: String(try await again.nextText().dropFirst()))
+            headlines.append(event.arrayValue?[1] ?? .null)
+        }
+        XCTAssertEqual(headlines, ["missed", "during"])
+        try await assertEqual(try await again.settle(), [])
+    }
+
     func testClientNamespaceDisconnectAndExpiredSessionsAreNotRecovered() async throws {
         let (io, recoveredFlags) = makeServer(duration: .milliseconds(100))
         for closeByClient in [true, false] {

@@ -180,12 +180,14 @@ def test_a_deleted_recovery_stream_is_reported_and_a_redeclared_one_is_read_from
     for index in range(20):
         assert sender.call("broadcast", {"payload": f"before-{index}"}) is True
     assert wait_until(lambda: len(_payloads(observer)) >= 20, 10)
-    stream = next(q for q in list_queues() if q.endswith("#/#recovery"))
+    node_queue = next(q for q in list_queues() if q.endswith("#/#" + node_a.node_id))
+    prefix = node_queue[: -len("#/#" + node_a.node_id)]  # this test's own (earlier tests' streams remain)
+    stream = prefix + "#/#recovery"
+    assert stream in list_queues()
     rabbitmq("delete-queue", stream)
     assert wait_until(lambda: not any(_ready(node) for node in cluster), 10), "nodes still ready without their stream"
 
     node_c.stop()
-    prefix = stream[: -len("#/#recovery")]
     cluster[2] = Node("c", node_c.port, prefix)  # declares the stream again (stopped by the fixture)
     assert wait_until(lambda: all(_ready(node) for node in cluster), 15), "not ready again on the new stream"
     late = clients(cluster[2])
