@@ -91,6 +91,10 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         var metrics = RabbitMQAdapterMetrics()
         /// Restores in progress on this node, by restore id (`RestoreHold`).
         var restoreHolds: [String: RestoreHold] = [:]
+        /// Restores waiting for the live stream consumer to read their claim, by claim id.
+        var pendingClaims: [String: PendingClaim] = [:]
+        /// What the live stream consumer has read (nil without connection state recovery).
+        var recoveryLog: RecoveryLog?
         var isConsuming = false
         /// The live recovery-stream consumer ended while the connection stayed up (the broker
         /// cancelled it): nothing recoverable is delivered here until it is back.
@@ -162,6 +166,10 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         channels.withLockedValue { $0 = (publish, consume) }
         state.withLockedValue { state in
             state.isConsuming = true
+            if let recovery = namespace.server.configuration.connectionStateRecovery, recoveryStreamName != nil {
+                state.recoveryLog = RecoveryLog(windowNanoseconds: UInt64(max(recovery.maxDisconnectionDuration.nanoseconds, 0)),
+                                                capacity: recovery.maxLoggedPackets, startedAtNanoseconds: Self.now())
+            }
             state.epoch += 1
             let epoch = state.epoch
             enqueueLocked(state.outbox.connectionRestored().map { PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: epoch) })
@@ -575,14 +583,16 @@ public final class RabbitMQAdapter: SocketIOAdapter {
 
     /// Restores a session from the recovery stream, on any node:
     ///
-    /// 1. Starts a hold (`RestoreHold`): the recoverable packets this node delivers from the
-    ///    stream from now on are kept for the socket.
-    /// 2. Appends a claim for `privateId` and reads the stream from `maxDisconnectionDuration`
-    ///    ago up to it (`RecoveryStreamScan`): the latest session record, whether this claim is
-    ///    the first after it (a session is restored at most once across all nodes), and the
-    ///    packets after `offset` up to the claim that reach the session's rooms.
-    /// 3. Joins and routes the session's rooms. The packets after the claim are in the hold,
-    ///    and `restoredSocketConnecting` hands them over in the task that connects the socket.
+    /// 1. Appends a claim for `privateId` to the stream (through the outbox).
+    /// 2. When this node's live stream consumer reads the claim, it decides from what it has
+    ///    read (`RecoveryLog`): the latest session record, whether this claim is the first after
+    ///    it (a session is restored at most once across all nodes), and the packets after
+    ///    `offset` that reach the session's rooms. In the same step it starts a hold
+    ///    (`RestoreHold`) for the packets after the claim. A node that started too recently to
+    ///    know reads the stream instead, from `maxDisconnectionDuration` ago up to the claim
+    ///    (`RecoveryStreamScan`).
+    /// 3. Joins and routes the session's rooms; `restoredSocketConnecting` hands the held
+    ///    packets over in the task that connects the socket.
     ///
     /// Every node delivered the stream's packets in the stream's order, so the client had
     /// exactly those before its offset: nothing is missed and nothing comes twice, whichever
@@ -590,26 +600,94 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
         guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
         let restoreId = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
-        state.withLockedValue { state in
-            state.restoreHolds[restoreId] = RestoreHold(capacity: recovery.maxLoggedPackets, startedAtNanoseconds: Self.now())
+        state.withLockedValue { $0.pendingClaims[restoreId] = PendingClaim(offset: offset) }
+        send(.restoreClaim(id: restoreId, privateId: privateId), toQueue: recoveryStreamName)
+        let timeoutNanoseconds = UInt64(max(options.requestTimeoutSeconds, 0.1) * 1e9)
+        guard let (decision, claimedAt) = await waitForClaim(restoreId, timeoutNanoseconds: timeoutNanoseconds) else {
+            logger.warning("session restore: the claim did not come back from the recovery stream in time")
+            return nil
         }
-        var scan = RecoveryStreamScan(privateId: privateId, offset: offset, claimId: restoreId)
-        var outcome: RecoveryStreamScan.Outcome?
+        let session: ClaimedSession
+        let missed: [StreamedPacket]
+        switch decision {
+        case .restored(let found, let packets):
+            (session, missed) = (found, packets)
+        case .refused(let reason):
+            logger.debug("session not restored", metadata: ["reason": "\(reason)"])
+            return nil
+        case .unknown:
+            guard case .restored(let found, _, let packets)? = await scanStream(recoveryStreamName, privateId: privateId, offset: offset,
+                                                                                 claimId: restoreId, recovery: recovery) else {
+                _ = state.withLockedValue { $0.restoreHolds.removeValue(forKey: restoreId) }
+                return nil
+            }
+            state.withLockedValue { $0.restoreHolds[restoreId]?.sessionFound(found, claimedAt: claimedAt) }
+            (session, missed) = (found, packets)
+        }
+        guard let data = ClusterValueEncoding.decode(session.record.data) else {
+            _ = state.withLockedValue { $0.restoreHolds.removeValue(forKey: restoreId) }
+            return nil
+        }
+        // Rooms matter for what still travels through node queues (volatile broadcasts and
+        // broadcasts with acks): with room-aware routing they are bound before the CONNECT reply.
+        addAll(session.record.socketId, rooms: session.rooms)
+        await waitUntilRoomsRouted(session.rooms)
+        return RestoredSession(
+            session: PersistedSession(socketId: session.record.socketId, privateId: session.record.privateId, rooms: Set(session.record.rooms), data: data),
+            missedPackets: missed.compactMap { Self.decodePacket($0.packet)?.data })
+    }
+
+    /// A restore of this node whose claim the live stream consumer has not read yet.
+    struct PendingClaim {
+        var offset: String
+        var outcome: (RecoveryLog.Decision, StreamPosition)?
+        var continuation: CheckedContinuation<(RecoveryLog.Decision, StreamPosition)?, Never>?
+    }
+
+    /// Waits until the live stream consumer has read claim `id` and decided; nil after the
+    /// timeout (the broker is away, or the consumer is).
+    private func waitForClaim(_ id: String, timeoutNanoseconds: UInt64) async -> (RecoveryLog.Decision, StreamPosition)? {
+        let timer = Task { [weak self] in
+            try? await Task.sleep(nanoseconds: timeoutNanoseconds)
+            guard !Task.isCancelled, let self else { return }
+            let waiter = self.state.withLockedValue { state in
+                state.restoreHolds.removeValue(forKey: id)
+                return state.pendingClaims.removeValue(forKey: id)?.continuation
+            }
+            waiter?.resume(returning: nil)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { continuation in
+            let ready = state.withLockedValue { state -> (RecoveryLog.Decision, StreamPosition)?? in
+                guard var pending = state.pendingClaims[id] else { return .some(nil) }
+                if let outcome = pending.outcome {
+                    state.pendingClaims[id] = nil
+                    return .some(outcome)
+                }
+                pending.continuation = continuation
+                state.pendingClaims[id] = pending
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// The fallback of a node that started too recently: reads the stream from
+    /// `maxDisconnectionDuration` ago up to the claim.
+    private func scanStream(_ streamName: String, privateId: String, offset: String, claimId: String,
+                            recovery: ConnectionStateRecovery) async -> RecoveryStreamScan.Outcome? {
+        var scan = RecoveryStreamScan(privateId: privateId, offset: offset, claimId: claimId)
         do {
             let channel = try await cluster.connection.openChannel()
             defer { Task { try? await channel.close() } }
             try await channel.basicQos(prefetchCount: 1000)
-            try await channel.confirmSelect()
-            let claim = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: 0, namespace: namespace.name, payload: .restoreClaim(id: restoreId, privateId: privateId)))
-            // Confirmed before reading, so the claim is in the stream when the scan looks for it.
-            try await channel.publish(claim, exchange: "", routingKey: recoveryStreamName, properties: AMQPBasicProperties(deliveryMode: 2))
             let windowSeconds = UInt64(max(1, recovery.maxDisconnectionDuration.nanoseconds / 1_000_000_000))
             let nowSeconds = UInt64(max(0, time(nil)))
-            let consumer = try await channel.consume(queue: recoveryStreamName, noAck: false, arguments: [
+            let consumer = try await channel.consume(queue: streamName, noAck: false, arguments: [
                 "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds + 5)),
             ])
             var unacked = 0
-            reading: for try await delivery in consumer {
+            for try await delivery in consumer {
                 unacked += 1
                 if unacked >= 500 {
                     try await delivery.ack(multiple: true)
@@ -619,29 +697,17 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 for (index, body) in ((try? ClusterBatchCodec.split(delivery.body)) ?? []).enumerated() {
                     guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name else { continue }
                     if let found = scan.read(message, at: StreamPosition(offset: streamOffset, index: index)) {
-                        outcome = found
                         try? await delivery.ack(multiple: true)
                         try? await consumer.cancel()
-                        break reading
+                        if case .refused(let reason) = found { logger.debug("session not restored", metadata: ["reason": "\(reason)"]) }
+                        return found
                     }
                 }
             }
         } catch {
             logger.warning("session restore failed", metadata: ["error": "\(error)"])
         }
-        guard case .restored(let session, let claimedAt, let missed)? = outcome, let data = ClusterValueEncoding.decode(session.record.data) else {
-            if case .refused(let reason)? = outcome { logger.debug("session not restored", metadata: ["reason": "\(reason)"]) }
-            _ = state.withLockedValue { $0.restoreHolds.removeValue(forKey: restoreId) }
-            return nil
-        }
-        state.withLockedValue { $0.restoreHolds[restoreId]?.sessionFound(session, claimedAt: claimedAt) }
-        // Rooms matter for what still travels through node queues (volatile broadcasts and
-        // broadcasts with acks): with room-aware routing they are bound before the CONNECT reply.
-        addAll(session.record.socketId, rooms: session.rooms)
-        await waitUntilRoomsRouted(session.rooms)
-        return RestoredSession(
-            session: PersistedSession(socketId: session.record.socketId, privateId: session.record.privateId, rooms: Set(session.record.rooms), data: data),
-            missedPackets: missed.compactMap { Self.decodePacket($0.packet)?.data })
+        return nil
     }
 
     /// The stream offset RabbitMQ puts in the headers of every message a stream consumer gets.
@@ -695,17 +761,30 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             let decoded = try? ClusterMessageCodec.decode(body)
             localDeliveryOrder.lock()
             defer { localDeliveryOrder.unlock() }
+            var claimWaiter: (CheckedContinuation<(RecoveryLog.Decision, StreamPosition)?, Never>, (RecoveryLog.Decision, StreamPosition))?
             let recipients = state.withLockedValue { state -> (packet: StreamedPacket, held: [String])? in
                 // Redelivered after a recovery: handled already.
                 if let last = state.lastStreamPosition, position <= last { return nil }
                 state.lastStreamPosition = position
                 if index == 0 { state.lastStreamBodyHash = bodyHash }
-                guard let decoded, decoded.namespace == namespace.name,
-                      case .recoverablePacket(let offset, let selection, let packet, let deliveredByOrigin) = decoded.payload,
+                guard let decoded, decoded.namespace == namespace.name else { return nil }
+                let now = Self.now()
+                switch decoded.payload {
+                case .sessionRecord(let record):
+                    state.recoveryLog?.sessionRead(ClaimedSession(record: record, origin: decoded.origin, sequence: decoded.sequence), atNanoseconds: now)
+                    return nil
+                case .restoreClaim(let id, let privateId):
+                    claimWaiter = claimRead(id: id, privateId: privateId, at: position, now: now, in: &state)
+                    return nil
+                default:
+                    break
+                }
+                guard case .recoverablePacket(let offset, let selection, let packet, let deliveredByOrigin) = decoded.payload,
                       state.streamCopies.accept(origin: decoded.origin, sequence: decoded.sequence) else { return nil }
                 let streamed = StreamedPacket(position: position, origin: decoded.origin, sequence: decoded.sequence, offset: offset,
                                               selection: selection, packet: packet, deliveredByOrigin: deliveredByOrigin)
                 state.metrics.receivedStreamPackets += 1
+                state.recoveryLog?.packetRead(streamed, atNanoseconds: now)
                 // Restores see the packet in the same section that orders stream deliveries.
                 var held: [String] = []
                 for restoreId in Array(state.restoreHolds.keys) {
@@ -719,11 +798,42 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 }
                 return (streamed, held)
             }
+            if let (waiter, outcome) = claimWaiter { waiter.resume(returning: outcome) }
             guard let recipients else { continue }
             let selection = recipients.packet.selection
             namespace.deliver(recipients.packet.packet.messages,
                               to: localRecipients(rooms: Set(selection.rooms), except: Set(selection.exceptRooms), held: recipients.held))
         }
+    }
+
+    /// A claim was read from the stream: the log notes it, and if it is one of this node's
+    /// restores, decides it and starts its hold here, at the claim's place in the delivery order.
+    /// Returns the restore to wake.
+    private func claimRead(id: String, privateId: String, at position: StreamPosition, now: UInt64, in state: inout State)
+        -> (CheckedContinuation<(RecoveryLog.Decision, StreamPosition)?, Never>, (RecoveryLog.Decision, StreamPosition))?
+    {
+        let pending = state.pendingClaims[id]
+        guard let decision = state.recoveryLog?.claimRead(privateId: privateId, offset: pending?.offset, atNanoseconds: now) ?? (pending != nil ? .unknown : nil),
+              var pending else { return nil }
+        switch decision {
+        case .restored(let session, _):
+            var hold = RestoreHold(capacity: namespace.server.configuration.connectionStateRecovery?.maxLoggedPackets ?? 10_000, startedAtNanoseconds: now)
+            hold.sessionFound(session, claimedAt: position)
+            state.restoreHolds[id] = hold
+        case .unknown:
+            // The scan will name the session; until then the hold keeps every packet after the claim.
+            state.restoreHolds[id] = RestoreHold(capacity: namespace.server.configuration.connectionStateRecovery?.maxLoggedPackets ?? 10_000,
+                                                 startedAtNanoseconds: now)
+        case .refused:
+            break
+        }
+        if let continuation = pending.continuation {
+            state.pendingClaims[id] = nil
+            return (continuation, (decision, position))
+        }
+        pending.outcome = (decision, position)
+        state.pendingClaims[id] = pending
+        return nil
     }
 
     // MARK: Requests

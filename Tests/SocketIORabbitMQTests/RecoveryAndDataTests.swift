@@ -245,3 +245,85 @@ final class RestoreCatchUpTests: XCTestCase {
         XCTAssertEqual(hold.overflow, 3)
     }
 }
+
+/// The live consumer's memory of the stream decides a claim as a scan of the stream would.
+final class RecoveryLogTests: XCTestCase {
+    private let window: UInt64 = 120_000_000_000
+
+    /// Feeds `stream` to a log (started `age` ago) up to the claim `claim`, as the live consumer does.
+    private func decide(_ stream: TestStream, offset: String = "o1", claim: String, startedAgo age: UInt64? = nil) -> RecoveryLog.Decision? {
+        let now: UInt64 = 1_000_000_000_000
+        var log = RecoveryLog(windowNanoseconds: window, capacity: 100, startedAtNanoseconds: now - (age ?? window))
+        var copies = StreamCopyFilter()
+        for (message, position) in stream.messages {
+            switch message.payload {
+            case .sessionRecord(let record):
+                log.sessionRead(ClaimedSession(record: record, origin: message.origin, sequence: message.sequence), atNanoseconds: now)
+            case .restoreClaim(let id, let privateId):
+                let decision = log.claimRead(privateId: privateId, offset: id == claim ? offset : nil, atNanoseconds: now)
+                if id == claim { return decision }
+            case .recoverablePacket(let packetOffset, let selection, let packet, let early):
+                guard copies.accept(origin: message.origin, sequence: message.sequence) else { continue }
+                log.packetRead(StreamedPacket(position: position, origin: message.origin, sequence: message.sequence, offset: packetOffset,
+                                              selection: selection, packet: packet, deliveredByOrigin: early), atNanoseconds: now)
+            default:
+                break
+            }
+        }
+        return nil
+    }
+
+    private func sameAsScan(_ stream: TestStream, offset: String = "o1", claim: String, file: StaticString = #filePath, line: UInt = #line) {
+        let decision = decide(stream, offset: offset, claim: claim)
+        switch stream.scan(offset: offset, claim: claim) {
+        case .restored(let session, _, let missed)?:
+            XCTAssertEqual(decision, .restored(session, missedPackets: missed), file: file, line: line)
+        case .refused(let reason)?:
+            XCTAssertEqual(decision, .refused(reason), file: file, line: line)
+        case nil:
+            XCTFail("the scan never reached the claim", file: file, line: line)
+        }
+    }
+
+    func testDecidesEveryClaimAsTheScanDoes() {
+        var stream = TestStream()
+        for payload: ClusterPayload in [
+            TestStream.packet("o0"), TestStream.packet("o1"), TestStream.packet("o2"), TestStream.session(),
+            TestStream.packet("o3", rooms: ["other"]), TestStream.packet("o4", rooms: ["lobby"]), TestStream.packet("o5", except: ["lobby"]),
+            .restoreClaim(id: "first", privateId: "pid"), .restoreClaim(id: "second", privateId: "pid"),
+            .restoreClaim(id: "stranger", privateId: "nobody"), TestStream.packet("o6"),
+        ] { stream.append(payload, from: "a") }
+        sameAsScan(stream, claim: "first")
+        sameAsScan(stream, claim: "second")
+        XCTAssertEqual(decide(stream, claim: "stranger"), .refused(.unknownSession), "a claim for a session nobody recorded")
+        sameAsScan(stream, offset: "gone", claim: "first")
+        XCTAssertEqual(offsetsOf(decide(stream, claim: "first")), ["o2", "o4"])
+    }
+
+    func testCopiesAndPacketsDeliveredAtOnceAreHandledAsByTheScan() {
+        var stream = TestStream()
+        stream.append(TestStream.packet("a-1"), from: "a")
+        stream.append(TestStream.packet("b-1"), from: "b")
+        stream.append(TestStream.packet("a-2"), from: "a")
+        stream.append(TestStream.packet("a-1"), from: "a", sequence: 1)  // re-published copy
+        stream.append(TestStream.packet("a-3", early: true), from: "a")
+        stream.append(TestStream.session(), from: "a")
+        stream.append(TestStream.packet("a-4", early: true), from: "a")
+        stream.append(.restoreClaim(id: "mine", privateId: "pid"), from: "c")
+        sameAsScan(stream, offset: "b-1", claim: "mine")
+        XCTAssertEqual(offsetsOf(decide(stream, offset: "b-1", claim: "mine")), ["a-2", "a-4"])
+    }
+
+    func testANodeThatStartedWithinTheWindowDoesNotGuess() {
+        var stream = TestStream()
+        stream.append(TestStream.packet("o1"), from: "a")
+        stream.append(.restoreClaim(id: "mine", privateId: "pid"), from: "c")
+        XCTAssertEqual(decide(stream, claim: "mine", startedAgo: 5_000_000_000), .unknown, "the session record may be older than this node")
+        XCTAssertEqual(decide(stream, claim: "mine"), .refused(.unknownSession))
+    }
+
+    private func offsetsOf(_ decision: RecoveryLog.Decision?) -> [String]? {
+        guard case .restored(_, let missed)? = decision else { return nil }
+        return missed.map(\.offset)
+    }
+}

@@ -1,0 +1,81 @@
+import DequeModule
+
+/// What a node's live stream consumer remembers of the recovery stream: the recent
+/// recoverable packets and session records, and which sessions were claimed. Every node reads
+/// the same stream in the same order, so every node reaches the same decision for a claim.
+///
+/// With it a restore costs one claim appended to the stream and nothing read twice: the
+/// decision is taken when the live consumer reads the claim (`claimRead`). Only a node whose
+/// consumer started less than `windowNanoseconds` ago may lack what the claim needs; it says
+/// `.unknown`, and the restore reads the stream instead (`RecoveryStreamScan`). Without this, a
+/// storm of restores (a node dies, its clients come back on the others) had every restore read
+/// the whole window of the stream: with 100 at once none finished within a client's timeout.
+///
+/// A plain value, tested without a broker.
+public struct RecoveryLog: Sendable {
+    public enum Decision: Sendable, Hashable {
+        case restored(ClaimedSession, missedPackets: [StreamedPacket])
+        case refused(RecoveryStreamScan.Refusal)
+        /// This node has not read enough of the stream to decide.
+        case unknown
+    }
+
+    public let windowNanoseconds: UInt64
+    public let capacity: Int
+    /// When the live consumer started reading (monotonic nanoseconds).
+    public let startedAtNanoseconds: UInt64
+    private var packets: Deque<(packet: StreamedPacket, at: UInt64)> = []
+    private var sessions: [String: (session: ClaimedSession, claimed: Bool, at: UInt64)] = [:]
+    /// When a packet younger than the window was last dropped for `capacity`: until that is a
+    /// window ago, an offset not found may be one of those.
+    private var lastCapacityDropAt: UInt64?
+
+    public init(windowNanoseconds: UInt64, capacity: Int, startedAtNanoseconds: UInt64) {
+        self.windowNanoseconds = windowNanoseconds
+        self.capacity = max(capacity, 1)
+        self.startedAtNanoseconds = startedAtNanoseconds
+    }
+
+    public var packetCount: Int { packets.count }
+
+    public mutating func packetRead(_ packet: StreamedPacket, atNanoseconds now: UInt64) {
+        prune(now: now)
+        if packets.count >= capacity {
+            packets.removeFirst()
+            lastCapacityDropAt = now
+        }
+        packets.append((packet, now))
+    }
+
+    public mutating func sessionRead(_ session: ClaimedSession, atNanoseconds now: UInt64) {
+        prune(now: now)
+        // A newer record (the socket was restored and lost again) starts a new round of claims.
+        sessions[session.record.privateId] = (session, false, now)
+    }
+
+    /// A claim for `privateId` was read. `offset` is set when the claim is one of this node's
+    /// own restores (the client's last offset); the decision is returned then.
+    public mutating func claimRead(privateId: String, offset: String?, atNanoseconds now: UInt64) -> Decision? {
+        prune(now: now)
+        let entry = sessions[privateId]
+        if entry != nil { sessions[privateId]!.claimed = true }
+        guard let offset else { return nil }
+        let covers = now &- startedAtNanoseconds >= windowNanoseconds
+        guard let entry else { return covers ? .refused(.unknownSession) : .unknown }
+        guard !entry.claimed else { return .refused(.alreadyClaimed) }
+        guard let start = packets.firstIndex(where: { $0.packet.offset == offset }) else {
+            let maybeDropped = lastCapacityDropAt.map { now &- $0 <= windowNanoseconds } ?? false
+            return covers && !maybeDropped ? .refused(.unknownOffset) : .unknown
+        }
+        let session = entry.session
+        let missed = packets[packets.index(after: start)...].map(\.packet).filter { session.reaches($0) && !session.receivedEarly($0) }
+        return .restored(session, missedPackets: missed)
+    }
+
+    private mutating func prune(now: UInt64) {
+        while let first = packets.first, now &- first.at > windowNanoseconds { packets.removeFirst() }
+        if sessions.count > 64, sessions.values.contains(where: { now &- $0.at > windowNanoseconds }) {
+            sessions = sessions.filter { now &- $0.value.at <= windowNanoseconds }
+        }
+    }
+}
