@@ -3,6 +3,8 @@
 /// before the connection dropped. Messages from one origin reach one queue in publish order
 /// (one channel, one queue), so remembering the highest sequence per origin is enough: an
 /// older or equal sequence is a copy. Gaps are fine (room-aware routing skips messages).
+/// The same holds for the recovery stream, where every node reading the same stretch drops
+/// the same records.
 ///
 /// An origin is remembered well past its heartbeat timeout (a node unheard during our own
 /// broker outage is not gone, and forgetting it would let its replay through twice); it is

@@ -72,12 +72,12 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         var requests = ClusterRequestTracker()
         var duplicates = ClusterDuplicateFilter()
         /// Copies in the recovery stream (re-published after an outage), dropped alike on every node.
-        var streamCopies = StreamCopyFilter()
+        var streamCopies = ClusterDuplicateFilter()
         /// The last recovery-stream message the live stream consumer handled.
         var lastStreamPosition: StreamPosition?
-        /// A hash of the body of the last recovery-stream message handled, to tell after a
-        /// broker cancel whether the stream at that offset is still the same one.
-        var lastStreamBodyHash: Int?
+        /// The body of the last recovery-stream message handled (a reference, not a copy), to
+        /// tell after a broker cancel whether the stream at that offset is still the same one.
+        var lastStreamBody: ByteBuffer?
         /// This node's recoverable packets on their way through the stream, oldest first.
         var ownUndelivered = Deque<OwnPacket>()
         /// This node's recoverable packets up to this sequence were delivered to its clients
@@ -127,7 +127,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             var metrics = state.metrics
             metrics.outboxSize = state.outbox.count
             metrics.outboxOverflow = state.outbox.overflowCount
-            metrics.duplicatesDropped = state.duplicates.duplicateCount
+            metrics.duplicatesDropped = state.duplicates.duplicateCount + state.streamCopies.duplicateCount
             return metrics
         }
     }
@@ -234,7 +234,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     /// starts over at its first message. A first message past that offset means retention
     /// dropped what followed; resuming is right then too.
     private func isStreamStillTheOneRead(_ streamName: String) async throws -> Bool {
-        guard let (last, bodyHash) = state.withLockedValue({ state in state.lastStreamPosition.map { ($0, state.lastStreamBodyHash) } }) else {
+        guard let (last, lastBody) = state.withLockedValue({ state in state.lastStreamPosition.map { ($0, state.lastStreamBody) } }) else {
             return true
         }
         let channel = try await cluster.connection.openChannel()
@@ -253,7 +253,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
         let same: Bool
         if let firstMessage, let offset = Self.streamOffset(of: firstMessage) {
-            same = offset > last.offset || (offset == last.offset && Self.hash(firstMessage.body) == bodyHash)
+            same = offset > last.offset || (offset == last.offset && firstMessage.body == lastBody)
         } else {
             same = false
         }
@@ -261,17 +261,11 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             logger.warning("recovery stream was recreated; reading it from its start", metadata: ["lastOffset": "\(last.offset)"])
             state.withLockedValue { state in
                 state.lastStreamPosition = nil
-                state.lastStreamBodyHash = nil
-                state.streamCopies = StreamCopyFilter()
+                state.lastStreamBody = nil
+                state.streamCopies = ClusterDuplicateFilter()
             }
         }
         return same
-    }
-
-    static func hash(_ body: ByteBuffer) -> Int {
-        var hasher = Hasher()
-        body.withUnsafeReadableBytes { hasher.combine(bytes: $0) }
-        return hasher.finalize()
     }
 
     /// Feeds the live stream consumer's messages to `streamDelivered`. Connection recovery
@@ -755,7 +749,6 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             state.withLockedValue { $0.metrics.undecodable += 1 }
             return
         }
-        let bodyHash = Self.hash(message.body)
         for (index, body) in bodies.enumerated() {
             let position = StreamPosition(offset: streamOffset, index: index)
             let decoded = try? ClusterMessageCodec.decode(body)
@@ -766,7 +759,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 // Redelivered after a recovery: handled already.
                 if let last = state.lastStreamPosition, position <= last { return nil }
                 state.lastStreamPosition = position
-                if index == 0 { state.lastStreamBodyHash = bodyHash }
+                if index == 0 { state.lastStreamBody = message.body }
                 guard let decoded, decoded.namespace == namespace.name else { return nil }
                 let now = Self.now()
                 switch decoded.payload {
@@ -813,17 +806,16 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         -> (CheckedContinuation<(RecoveryLog.Decision, StreamPosition)?, Never>, (RecoveryLog.Decision, StreamPosition))?
     {
         let pending = state.pendingClaims[id]
-        guard let decision = state.recoveryLog?.claimRead(privateId: privateId, offset: pending?.offset, atNanoseconds: now) ?? (pending != nil ? .unknown : nil),
+        // The log exists whenever the live consumer runs (recovery is on); mutated in place.
+        guard let decision = state.recoveryLog?.claimRead(privateId: privateId, offset: pending?.offset, atNanoseconds: now),
               var pending else { return nil }
         switch decision {
-        case .restored(let session, _):
-            var hold = RestoreHold(capacity: namespace.server.configuration.connectionStateRecovery?.maxLoggedPackets ?? 10_000, startedAtNanoseconds: now)
-            hold.sessionFound(session, claimedAt: position)
+        case .restored, .unknown:
+            // On `.unknown` the scan names the session later; until then the hold keeps every
+            // packet after the claim.
+            var hold = RestoreHold(capacity: state.recoveryLog!.capacity, startedAtNanoseconds: now)
+            if case .restored(let session, _) = decision { hold.sessionFound(session, claimedAt: position) }
             state.restoreHolds[id] = hold
-        case .unknown:
-            // The scan will name the session; until then the hold keeps every packet after the claim.
-            state.restoreHolds[id] = RestoreHold(capacity: namespace.server.configuration.connectionStateRecovery?.maxLoggedPackets ?? 10_000,
-                                                 startedAtNanoseconds: now)
         case .refused:
             break
         }

@@ -39,22 +39,6 @@ public struct StreamedPacket: Sendable, Hashable {
     }
 }
 
-/// Drops copies in the recovery stream. A node re-publishes what the broker had not
-/// confirmed when its connection dropped, after the originals and in the same order, so a
-/// record whose sequence is not above the highest one seen from its origin is a copy. Every
-/// node reading the same stretch of the stream drops the same records.
-public struct StreamCopyFilter: Sendable {
-    private var highest: [String: UInt64] = [:]
-
-    public init() {}
-
-    public mutating func accept(origin: String, sequence: UInt64) -> Bool {
-        if let known = highest[origin], sequence <= known { return false }
-        highest[origin] = sequence
-        return true
-    }
-}
-
 /// The session a restore found, and what its client had for sure.
 public struct ClaimedSession: Sendable, Hashable {
     public var record: SessionRecord
@@ -119,7 +103,9 @@ public struct RecoveryStreamScan: Sendable {
     private var session: ClaimedSession?
     private var claimedByOther = false
     private var offsetSeen = false
-    private var copies = StreamCopyFilter()
+    /// Copies re-published after an outage come after their originals, in the same order, so
+    /// the highest sequence per origin tells them (as on the node queues).
+    private var copies = ClusterDuplicateFilter()
     private var afterOffset: [StreamedPacket] = []
 
     public init(privateId: String, offset: String, claimId: String) {

@@ -254,7 +254,7 @@ final class RecoveryLogTests: XCTestCase {
     private func decide(_ stream: TestStream, offset: String = "o1", claim: String, startedAgo age: UInt64? = nil) -> RecoveryLog.Decision? {
         let now: UInt64 = 1_000_000_000_000
         var log = RecoveryLog(windowNanoseconds: window, capacity: 100, startedAtNanoseconds: now - (age ?? window))
-        var copies = StreamCopyFilter()
+        var copies = ClusterDuplicateFilter()
         for (message, position) in stream.messages {
             switch message.payload {
             case .sessionRecord(let record):
