@@ -138,9 +138,12 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
 
     func startConnectTimer() {
         eventLoop.preconditionInEventLoop()
+        // The timer must not reach the server through `unowned server` when it fires: a server
+        // that was shut down (and freed) while a client had joined no namespace would crash it.
+        let logger = server.logger
         connectTimer = eventLoop.scheduleTask(in: server.configuration.connectTimeout) { [self] in
             if sockets.isEmpty, !isClosed {
-                server.logger.debug("no namespace joined in time, closing", metadata: ["sid": "\(connection.id)"])
+                logger.debug("no namespace joined in time, closing", metadata: ["sid": "\(connection.id)"])
                 connection.close(reason: .forcedClose)
             }
         }

@@ -204,6 +204,21 @@ final class ServerTests: XCTestCase {
         XCTAssertNil(joined.closeReason)
     }
 
+    /// A server freed while a client had joined no namespace: its connect timer still fires,
+    /// and must close the connection without reaching the freed server (it crashed the test
+    /// process once, 45 s after such a test).
+    func testConnectTimeoutOfAFreedServerClosesTheConnectionWithoutTouchingIt() async throws {
+        var configuration = SocketIOServerConfiguration(connectTimeout: .milliseconds(500))
+        configuration.logger.logLevel = .critical
+        var io: SocketIOServer? = SocketIOServer(configuration)
+        weak let freed = io
+        let idle = try await io!.openFakeConnection()
+        io = nil
+        for _ in 0..<40 where freed != nil { try await Task.sleep(nanoseconds: 5_000_000) }
+        XCTAssertNil(freed, "the test must free the server before the timer fires")
+        try await assertEqual(try await idle.waitForClose(), .forcedClose)
+    }
+
     func testHandshakeCarriesHeadersQueryAndAuth() async throws {
         let io = SocketIOServer()
         let handshake = NIOLockedValueBox<SocketIOHandshake?>(nil)
