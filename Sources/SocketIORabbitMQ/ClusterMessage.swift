@@ -174,6 +174,34 @@ public enum ClusterMessageDecodingError: Error, Sendable, Hashable {
     case trailingBytes(Int)
 }
 
+/// Why a message could not be encoded: one of its fields is larger than the wire format can
+/// carry. Reached only when something bigger than the application's own limits gets through
+/// (a room named with 66 KB, a packet with 70,000 attachments); the adapter drops that one
+/// message, counts it (`RabbitMQAdapterMetrics.unencodable`) and logs, instead of stopping
+/// the node. Check sizes where input enters (room and name limits) to avoid it.
+public enum ClusterMessageEncodingError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// A string field (origin, namespace, room, offset, id) over 65,535 UTF-8 bytes.
+    case stringTooLong(bytes: Int)
+    /// A list (rooms) with more than 65,535 entries.
+    case tooManyItems(count: Int)
+    /// An encoded packet with more than 65,535 Engine.IO messages (attachments).
+    case tooManyAttachments(count: Int)
+    /// One blob (a packet payload, a handshake) of 4 GiB or more.
+    case blobTooLarge(bytes: Int)
+    /// A batch must hold 1...65,535 messages.
+    case invalidBatchSize(count: Int)
+
+    public var description: String {
+        switch self {
+        case .stringTooLong(let bytes): "cluster message string field of \(bytes) bytes (at most 65535)"
+        case .tooManyItems(let count): "cluster message list of \(count) items (at most 65535)"
+        case .tooManyAttachments(let count): "cluster message packet of \(count) messages (at most 65535)"
+        case .blobTooLarge(let bytes): "cluster message blob of \(bytes) bytes (at most 4 GiB)"
+        case .invalidBatchSize(let count): "cluster batch of \(count) messages (1...65535)"
+        }
+    }
+}
+
 // MARK: - Codec
 
 /// Binary layout (all integers big-endian):
@@ -187,23 +215,24 @@ public enum ClusterMessageCodec {
     /// 3: recoverable packets delivered from the stream (`deliveredByOrigin`), no restore markers.
     public static let formatVersion: UInt8 = 3
 
-    public static func encode(_ message: ClusterMessage, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+    public static func encode(_ message: ClusterMessage, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(ClusterMessageEncodingError) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 64 + estimatedBodySize(message.payload))
-        encode(message, into: &buffer)
+        try encode(message, into: &buffer)
         return buffer
     }
 
-    public static func encode(_ message: ClusterMessage, into buffer: inout ByteBuffer) {
+    /// On error `buffer` holds a partial message: discard it.
+    public static func encode(_ message: ClusterMessage, into buffer: inout ByteBuffer) throws(ClusterMessageEncodingError) {
         buffer.writeInteger(formatVersion)
         buffer.writeInteger(message.payload.typeCode)
-        buffer.writeShortString(message.origin)
+        try buffer.writeShortString(message.origin)
         buffer.writeInteger(message.sequence)
-        buffer.writeShortString(message.namespace)
+        try buffer.writeShortString(message.namespace)
         switch message.payload {
         case .heartbeat, .adapterClose:
             break
         case .broadcast(let selection, let flags, let packet, let ackRequest):
-            buffer.writeSelection(selection)
+            try buffer.writeSelection(selection)
             var flagBits: UInt8 = 0
             if flags.isVolatile { flagBits |= 1 }
             if flags.compress { flagBits |= 2 }
@@ -211,48 +240,49 @@ public enum ClusterMessageCodec {
             if ackRequest != nil { flagBits |= 8 }
             buffer.writeInteger(flagBits)
             if let ackRequest { buffer.writeInteger(ackRequest) }
-            buffer.writePacket(packet)
+            try buffer.writePacket(packet)
         case .socketsJoin(let selection, let rooms), .socketsLeave(let selection, let rooms):
-            buffer.writeSelection(selection)
-            buffer.writeStringList(rooms)
+            try buffer.writeSelection(selection)
+            try buffer.writeStringList(rooms)
         case .disconnectSockets(let selection, let close):
-            buffer.writeSelection(selection)
+            try buffer.writeSelection(selection)
             buffer.writeInteger(close ? UInt8(1) : 0)
         case .fetchSockets(let request, let selection):
             buffer.writeInteger(request)
-            buffer.writeSelection(selection)
+            try buffer.writeSelection(selection)
         case .fetchSocketsResponse(let request, let sockets):
             buffer.writeInteger(request)
-            buffer.writeInteger(UInt32(sockets.count))
+            guard let count = UInt32(exactly: sockets.count) else { throw .tooManyItems(count: sockets.count) }
+            buffer.writeInteger(count)
             for socket in sockets {
-                buffer.writeShortString(socket.id)
-                buffer.writeBlob(socket.handshake)
-                buffer.writeStringList(socket.rooms)
-                buffer.writePacket(socket.data)
+                try buffer.writeShortString(socket.id)
+                try buffer.writeBlob(socket.handshake)
+                try buffer.writeStringList(socket.rooms)
+                try buffer.writePacket(socket.data)
             }
         case .serverSideEmit(let request, let packet):
             buffer.writeInteger(request != nil ? UInt8(1) : 0)
             if let request { buffer.writeInteger(request) }
-            buffer.writePacket(packet)
+            try buffer.writePacket(packet)
         case .serverSideEmitResponse(let request, let packet), .broadcastAck(let request, let packet):
             buffer.writeInteger(request)
-            buffer.writePacket(packet)
+            try buffer.writePacket(packet)
         case .broadcastClientCount(let request, let count):
             buffer.writeInteger(request)
             buffer.writeInteger(count)
         case .recoverablePacket(let offset, let selection, let packet, let deliveredByOrigin):
-            buffer.writeShortString(offset)
-            buffer.writeSelection(selection)
+            try buffer.writeShortString(offset)
+            try buffer.writeSelection(selection)
             buffer.writeInteger(deliveredByOrigin ? UInt8(1) : 0)
-            buffer.writePacket(packet)
+            try buffer.writePacket(packet)
         case .sessionRecord(let session):
-            buffer.writeShortString(session.privateId)
-            buffer.writeShortString(session.socketId)
-            buffer.writeStringList(session.rooms)
-            buffer.writePacket(session.data)
+            try buffer.writeShortString(session.privateId)
+            try buffer.writeShortString(session.socketId)
+            try buffer.writeStringList(session.rooms)
+            try buffer.writePacket(session.data)
         case .restoreClaim(let id, let privateId):
-            buffer.writeShortString(id)
-            buffer.writeShortString(privateId)
+            try buffer.writeShortString(id)
+            try buffer.writeShortString(privateId)
         }
     }
 
@@ -344,36 +374,39 @@ public enum ClusterMessageCodec {
 // MARK: - Primitive fields
 
 extension ByteBuffer {
-    mutating func writeShortString(_ string: String) {
-        let lengthIndex = writerIndex
-        writeInteger(UInt16(0))
-        let written = writeString(string)
-        precondition(written <= Int(UInt16.max), "cluster string field longer than 65535 bytes")
-        setInteger(UInt16(written), at: lengthIndex)
+    // Every length is checked before it is narrowed: a field the format cannot carry is a
+    // typed error for the caller to drop, never a trap (the sizes come from clients).
+
+    mutating func writeShortString(_ string: String) throws(ClusterMessageEncodingError) {
+        let length = string.utf8.count
+        guard let narrowed = UInt16(exactly: length) else { throw .stringTooLong(bytes: length) }
+        writeInteger(narrowed)
+        writeString(string)
     }
 
-    mutating func writeStringList(_ strings: [String]) {
-        precondition(strings.count <= Int(UInt16.max), "more than 65535 rooms in one cluster message")
-        writeInteger(UInt16(strings.count))
-        for string in strings { writeShortString(string) }
+    mutating func writeStringList(_ strings: [String]) throws(ClusterMessageEncodingError) {
+        guard let count = UInt16(exactly: strings.count) else { throw .tooManyItems(count: strings.count) }
+        writeInteger(count)
+        for string in strings { try writeShortString(string) }
     }
 
-    mutating func writeBlob(_ blob: ByteBuffer) {
-        writeInteger(UInt32(blob.readableBytes))
+    mutating func writeBlob(_ blob: ByteBuffer) throws(ClusterMessageEncodingError) {
+        guard let length = UInt32(exactly: blob.readableBytes) else { throw .blobTooLarge(bytes: blob.readableBytes) }
+        writeInteger(length)
         writeImmutableBuffer(blob)
     }
 
-    mutating func writeSelection(_ selection: ClusterSocketSelection) {
-        writeStringList(selection.rooms)
-        writeStringList(selection.exceptRooms)
+    mutating func writeSelection(_ selection: ClusterSocketSelection) throws(ClusterMessageEncodingError) {
+        try writeStringList(selection.rooms)
+        try writeStringList(selection.exceptRooms)
     }
 
-    mutating func writePacket(_ packet: EncodedPacket) {
-        precondition(packet.messages.count <= Int(UInt16.max), "packet with more than 65535 attachments")
-        writeInteger(UInt16(packet.messages.count))
+    mutating func writePacket(_ packet: EncodedPacket) throws(ClusterMessageEncodingError) {
+        guard let count = UInt16(exactly: packet.messages.count) else { throw .tooManyAttachments(count: packet.messages.count) }
+        writeInteger(count)
         for message in packet.messages {
             writeInteger(message.isBinary ? UInt8(1) : 0)
-            writeBlob(message.payload)
+            try writeBlob(message.payload)
         }
     }
 
@@ -435,13 +468,13 @@ extension ByteBuffer {
 public enum ClusterBatchCodec {
     static let marker: UInt8 = 0xBA
 
-    public static func encode(_ bodies: [ByteBuffer], allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        precondition(!bodies.isEmpty && bodies.count <= Int(UInt16.max), "a batch holds 1...65535 messages")
+    public static func encode(_ bodies: [ByteBuffer], allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(ClusterMessageEncodingError) -> ByteBuffer {
+        guard !bodies.isEmpty, let count = UInt16(exactly: bodies.count) else { throw .invalidBatchSize(count: bodies.count) }
         if bodies.count == 1 { return bodies[0] }
         var buffer = allocator.buffer(capacity: 3 + bodies.reduce(0) { $0 + 4 + $1.readableBytes })
         buffer.writeInteger(marker)
-        buffer.writeInteger(UInt16(bodies.count))
-        for body in bodies { buffer.writeBlob(body) }
+        buffer.writeInteger(count)
+        for body in bodies { try buffer.writeBlob(body) }
         return buffer
     }
 

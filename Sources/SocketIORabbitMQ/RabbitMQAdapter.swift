@@ -100,6 +100,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         /// cancelled it): nothing recoverable is delivered here until it is back.
         var streamConsumerLost = false
         var isClosed = false
+        var reportedUnencodable = false
     }
 
     init(namespace: SocketIONamespace, cluster: RabbitMQCluster) {
@@ -595,7 +596,10 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
         let restoreId = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
         state.withLockedValue { $0.pendingClaims[restoreId] = PendingClaim(offset: offset) }
-        send(.restoreClaim(id: restoreId, privateId: privateId), toQueue: recoveryStreamName)
+        guard send(.restoreClaim(id: restoreId, privateId: privateId), toQueue: recoveryStreamName) else {
+            _ = state.withLockedValue { $0.pendingClaims.removeValue(forKey: restoreId) }
+            return nil
+        }
         let timeoutNanoseconds = UInt64(max(options.requestTimeoutSeconds, 0.1) * 1e9)
         guard let (decision, claimedAt) = await waitForClaim(restoreId, timeoutNanoseconds: timeoutNanoseconds) else {
             logger.warning("session restore: the claim did not come back from the recovery stream in time")
@@ -895,27 +899,32 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     // MARK: Sending
 
     /// Encodes and queues one message: published now if connected, otherwise held in order.
-    private func send(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil) {
-        let queued = state.withLockedValue { state -> Bool in
-            guard let job = makeJob(payload, routingKeys: routingKeys, toQueue: replyQueue, in: &state) else { return false }
+    /// False when it was dropped (it could not be encoded, or the full outbox refused it).
+    @discardableResult
+    private func send(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil) -> Bool {
+        let (queued, kept) = state.withLockedValue { state -> (Bool, Bool) in
+            let (job, kept) = enqueue(payload, routingKeys: routingKeys, toQueue: replyQueue, in: &state)
+            guard let job else { return (false, kept) }
             pendingJobs.withLockedValue { $0.append(job) }
-            return true
+            return (true, kept)
         }
         if queued { publishWakeups.yield() }
-    }
-
-    /// The outbox part of `send`, for callers that queue several messages in one critical section.
-    private func makeJob(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil,
-                         in state: inout State) -> PublishJob? {
-        enqueue(payload, routingKeys: routingKeys, toQueue: replyQueue, in: &state).job
+        return kept
     }
 
     /// Numbers and encodes a message and puts it in the outbox. `job`: publish it now;
-    /// `kept`: false when the full outbox refused it (`rejectNew`).
+    /// `kept`: false when it could not be encoded or the full outbox refused it (`rejectNew`).
     private func enqueue(_ payload: ClusterPayload, routingKeys: [String] = [RoomRoutingKeys.everyNode], toQueue replyQueue: String? = nil,
                          in state: inout State) -> (job: PublishJob?, kept: Bool) {
+        let body: ByteBuffer
+        do {
+            // Numbered only once encoded: a dropped message leaves no gap in the sequence.
+            body = try ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: state.lastSequence + 1, namespace: namespace.name, payload: payload))
+        } catch {
+            unencodable(error, in: &state)
+            return (nil, false)
+        }
         state.lastSequence += 1
-        let body = ClusterMessageCodec.encode(ClusterMessage(origin: cluster.nodeID, sequence: state.lastSequence, namespace: namespace.name, payload: payload))
         let outgoing = replyQueue.map { Outgoing(body: body, exchange: "", routingKeys: [$0]) }
             ?? Outgoing(body: body, exchange: exchangeName, routingKeys: routingKeys)
         switch state.outbox.enqueue(outgoing, nowNanoseconds: Self.now()) {
@@ -929,6 +938,20 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         case .rejected:
             logger.warning("cluster outbox full; message dropped", metadata: ["overflow": "\(state.outbox.overflowCount)", "policy": "\(options.outboxOverflowPolicy)"])
             return (nil, false)
+        }
+    }
+
+    /// A message too large for the cluster format (a client got something past the
+    /// application's limits): only that message is dropped; counted, logged once per adapter
+    /// (then at debug level, so a flood of them cannot flood the log).
+    private func unencodable(_ error: ClusterMessageEncodingError, in state: inout State) {
+        state.metrics.unencodable += 1
+        if state.reportedUnencodable {
+            logger.debug("cluster message dropped: too large to encode", metadata: ["error": "\(error)", "namespace": "\(namespace.name)"])
+        } else {
+            state.reportedUnencodable = true
+            logger.error("cluster message dropped: too large to encode (further ones are only counted, see unencodable in the metrics)",
+                         metadata: ["error": "\(error)", "namespace": "\(namespace.name)"])
         }
     }
 
@@ -974,7 +997,15 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                     // Sender-selected distribution: one copy per queue however many keys match.
                     properties.headers = ["CC": .array(first.outgoing.routingKeys.dropFirst().map { .longString($0) })]
                 }
-                let body = ClusterBatchCodec.encode(batch.map(\.outgoing.body))
+                guard let body = try? ClusterBatchCodec.encode(batch.map(\.outgoing.body)) else {
+                    // Not reachable with batches of at most `maxBatchMessages`; dropped rather than trapping.
+                    state.withLockedValue { state in
+                        state.metrics.unencodable += UInt64(batch.count)
+                        guard state.epoch == first.epoch else { return }
+                        for job in batch { state.outbox.reject(publishNumber: job.publishNumber, multiple: false) }
+                    }
+                    continue
+                }
                 do {
                     try await channel.publish(body, exchange: first.outgoing.exchange, routingKey: first.outgoing.routingKeys[0], properties: properties)
                     let now = Self.now()

@@ -41,7 +41,7 @@ public final class RabbitMQCluster: Sendable {
 
     public init(connection: AMQPConnection, nodeName: String, options: RabbitMQAdapterOptions, logger: Logger) {
         self.connection = connection
-        self.nodeID = "\(nodeName)-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
+        self.nodeID = "\(Self.wireSafe(nodeName))-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
         self.options = options
         self.logger = logger
         let states = connection.stateChanges
@@ -51,6 +51,19 @@ public final class RabbitMQCluster: Sendable {
                 self.connectionStateChanged(state)
             }
         }
+    }
+
+    /// The node name as it goes into node ids and recovery offsets: at most 100 characters of
+    /// `A-Z a-z 0-9 . _ -` (others become `_`), so every offset this node issues passes
+    /// `RecoveryCredentials.isWellFormed(offset:)` whatever name it was given.
+    static func wireSafe(_ nodeName: String) -> String {
+        let safe = nodeName.unicodeScalars.prefix(100).map { scalar -> Character in
+            switch scalar {
+            case "A"..."Z", "a"..."z", "0"..."9", ".", "_", "-": Character(scalar)
+            default: "_"
+            }
+        }
+        return safe.isEmpty ? "node" : String(safe)
     }
 
     /// Give this to `SocketIOServerConfiguration.adapterFactory`.
@@ -140,6 +153,9 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
     public var receivedStreamPackets: UInt64 = 0
     public var duplicatesDropped: UInt64 = 0
     public var undecodable: UInt64 = 0
+    /// Messages of this node dropped because a field was too large for the cluster format
+    /// (`ClusterMessageEncodingError`): they reached this node's clients only.
+    public var unencodable: UInt64 = 0
     public var outboxSize: Int = 0
     public var outboxOverflow: UInt64 = 0
     public var publishFailures: UInt64 = 0
@@ -160,6 +176,7 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
         receivedStreamPackets += other.receivedStreamPackets
         duplicatesDropped += other.duplicatesDropped
         undecodable += other.undecodable
+        unencodable += other.unencodable
         outboxSize += other.outboxSize
         outboxOverflow += other.outboxOverflow
         publishFailures += other.publishFailures

@@ -16,7 +16,7 @@ final class ClusterValueEncodingTests: XCTestCase {
         let record = RemoteSocketRecord(
             id: "s1", handshake: ByteBuffer(string: "{}"), rooms: ["s1"], data: ClusterValueEncoding.encode(dataWithBytes))
         let message = ClusterMessage(origin: "b-1", sequence: 3, namespace: "/", payload: .fetchSocketsResponse(request: 7, sockets: [record]))
-        let decoded = try ClusterMessageCodec.decode(ClusterMessageCodec.encode(message))
+        let decoded = try ClusterMessageCodec.decode(try ClusterMessageCodec.encode(message))
         guard case .fetchSocketsResponse(_, let sockets) = decoded.payload, let received = sockets.first else {
             return XCTFail("not a fetch-sockets response: \(decoded)")
         }
@@ -28,7 +28,7 @@ final class ClusterValueEncodingTests: XCTestCase {
 
     func testBinaryValuesInsideSessionDataSurviveTheRecoveryStream() throws {
         let record = SessionRecord(privateId: "p", socketId: "s", rooms: ["r"], data: ClusterValueEncoding.encode(dataWithBytes))
-        let decoded = try ClusterMessageCodec.decode(ClusterMessageCodec.encode(
+        let decoded = try ClusterMessageCodec.decode(try ClusterMessageCodec.encode(
             ClusterMessage(origin: "a-1", sequence: 1, namespace: "/", payload: .sessionRecord(record))))
         guard case .sessionRecord(let received) = decoded.payload else { return XCTFail("not a session record") }
         XCTAssertEqual(ClusterValueEncoding.decode(received.data), dataWithBytes)
