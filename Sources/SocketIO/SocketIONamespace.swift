@@ -125,8 +125,25 @@ public final class SocketIONamespace: Sendable {
     /// socket on the client's loop.
     func admit(client: SocketIOClient, auth: JSONValue) {
         let recovery = server.configuration.connectionStateRecovery
+        // A pid or offset that cannot be one of ours is ignored before anything acts on it:
+        // the client connects as a new session.
+        var claim: (privateId: String, offset: String)?
+        if recovery != nil, let privateId = auth["pid"]?.stringValue, let offset = auth["offset"]?.stringValue,
+           RecoveryCredentials.isWellFormed(privateId: privateId), RecoveryCredentials.isWellFormed(offset: offset) {
+            claim = (privateId, offset)
+        }
+        if let decide = server.configuration.connectAdmission {
+            let attempt = ConnectAttempt(namespace: name, address: client.handshakeAddress, claimsRecovery: claim != nil)
+            switch decide(attempt) {
+            case .accept: break
+            case .acceptWithoutRecovery: claim = nil
+            case .refuse(let error):
+                client.didRefuse(namespace: name, error: error)
+                return
+            }
+        }
         let chain = middlewares.withLockedValue { $0 } + (parent?.middlewares.withLockedValue { $0 } ?? [])
-        if let recovery, let privateId = auth["pid"]?.stringValue, let offset = auth["offset"]?.stringValue {
+        if let recovery, let (privateId, offset) = claim {
             Task {
                 let restored = await adapter.restoreSession(privateId: privateId, offset: offset)
                 if let session = restored?.session {

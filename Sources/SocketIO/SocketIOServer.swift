@@ -128,11 +128,19 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
     private var connecting: Set<String> = []
     private var connectTimer: Scheduled<Void>?
     private(set) var isClosed = false
+    /// The handshake request's headers as `SocketIOHandshake` shows them, built once per
+    /// connection rather than once per namespace CONNECT.
+    let handshakeHeaders: [String: String]
+    /// The client address of the handshake request (`""` when unknown).
+    let handshakeAddress: String
 
     init(server: SocketIOServer, connection: any EngineConnection) {
         self.server = server
         self.connection = connection
         self.eventLoop = connection.eventLoop
+        let request = connection.handshake
+        self.handshakeHeaders = SocketIOHandshake.joinedHeaders(request.headers)
+        self.handshakeAddress = request.remoteAddress ?? ""
         self.decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
     }
 
