@@ -96,15 +96,10 @@ public struct AMQPConnectionConfiguration: Sendable {
     /// Several URLs of the same cluster: credentials, vhost and options come from the first, every URL
     /// contributes an endpoint for recovery.
     public init(urls: [String]) throws(AMQPError) {
-        guard !urls.isEmpty else { throw AMQPError.invalidURL("no URL given") }
-        var endpoints: [AMQPEndpoint] = []
-        var first: ParsedURL?
-        for url in urls {
-            let parsed = try ParsedURL(url)
-            endpoints.append(parsed.endpoint)
-            if first == nil { first = parsed }
-        }
-        let primary = first!
+        guard let firstURL = urls.first else { throw AMQPError.invalidURL("no URL given") }
+        let primary = try ParsedURL(firstURL)
+        var endpoints = [primary.endpoint]
+        for url in urls.dropFirst() { endpoints.append(try ParsedURL(url).endpoint) }
         self.init(endpoints: endpoints, username: primary.username, password: primary.password,
                   virtualHost: primary.virtualHost)
         if let heartbeat = primary.query["heartbeat"] {
@@ -131,7 +126,8 @@ public struct AMQPConnectionConfiguration: Sendable {
 }
 
 /// A hand-written parser: Foundation's URL would accept but misreport several of the cases the
-/// RabbitMQ URI spec cares about (empty vs absent vhost, `%2f`).
+/// RabbitMQ URI spec cares about (empty vs absent vhost, `%2f`). Its errors show the URL with
+/// the password redacted (`AMQPURLRedaction`), never the password itself.
 struct ParsedURL {
     var endpoint: AMQPEndpoint
     var username: String
@@ -140,6 +136,7 @@ struct ParsedURL {
     var query: [String: String]
 
     init(_ url: String) throws(AMQPError) {
+        let shown = AMQPURLRedaction.redact(url)
         let useTLS: Bool
         var rest: Substring
         if url.lowercased().hasPrefix("amqp://") {
@@ -149,7 +146,7 @@ struct ParsedURL {
             useTLS = true
             rest = url.dropFirst("amqps://".count)
         } else {
-            throw AMQPError.invalidURL("scheme must be amqp:// or amqps://: \(url)")
+            throw AMQPError.invalidURL("scheme must be amqp:// or amqps://: \(shown)")
         }
 
         var queryPart: Substring = ""
@@ -182,12 +179,12 @@ struct ParsedURL {
         var port: Int?
         if hostPort.hasPrefix("[") {
             // IPv6 literal: [::1]:5672
-            guard let close = hostPort.firstIndex(of: "]") else { throw AMQPError.invalidURL("unterminated IPv6 host in \(url)") }
+            guard let close = hostPort.firstIndex(of: "]") else { throw AMQPError.invalidURL("unterminated IPv6 host in \(shown)") }
             host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
             let afterHost = hostPort[hostPort.index(after: close)...]
             if afterHost.hasPrefix(":") {
                 guard let value = Int(afterHost.dropFirst()), (1...65535).contains(value) else {
-                    throw AMQPError.invalidURL("bad port in \(url)")
+                    throw AMQPError.invalidURL("bad port in \(shown)")
                 }
                 port = value
             }
@@ -196,7 +193,7 @@ struct ParsedURL {
             let portText = hostPort[hostPort.index(after: colon)...]
             if !portText.isEmpty {
                 guard let value = Int(portText), (1...65535).contains(value) else {
-                    throw AMQPError.invalidURL("bad port '\(portText)' in \(url)")
+                    throw AMQPError.invalidURL("bad port '\(portText)' in \(shown)")
                 }
                 port = value
             }
@@ -208,7 +205,7 @@ struct ParsedURL {
         self.password = password
         if let pathPart {
             guard !pathPart.contains("/") else {
-                throw AMQPError.invalidURL("vhost must be one path segment; write '/' inside it as %2f: \(url)")
+                throw AMQPError.invalidURL("vhost must be one path segment; write '/' inside it as %2f: \(shown)")
             }
             self.virtualHost = try Self.decode(pathPart, what: "vhost")
         } else {
@@ -227,7 +224,9 @@ struct ParsedURL {
 
     private static func decode(_ text: Substring, what: String) throws(AMQPError) -> String {
         guard let decoded = String(text).removingPercentEncoding else {
-            throw AMQPError.invalidURL("bad percent-encoding in \(what): '\(text)'")
+            // The password is the one part never echoed, even when it is what is malformed.
+            let shown = what == "password" ? "" : ": '\(text)'"
+            throw AMQPError.invalidURL("bad percent-encoding in \(what)\(shown); write '%' as %25")
         }
         return decoded
     }

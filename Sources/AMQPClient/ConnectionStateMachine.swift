@@ -62,12 +62,16 @@ struct ConnectionStateMachine {
         case sendCloseAndFail(ConnectionClose, AMQPError)
     }
 
-    struct Credentials: Equatable {
+    struct Credentials: Equatable, CustomStringConvertible, CustomReflectable {
         var username: String
         var password: String
         var virtualHost: String
         var clientProperties: AMQPFieldTable
         var desired: ConnectionTuneOk
+
+        // A state printed into a log line must not carry the password.
+        var description: String { "Credentials(username: \(username), password: ***, virtualHost: \(virtualHost))" }
+        var customMirror: Mirror { Mirror(self, children: ["username": username, "password": "***", "virtualHost": virtualHost]) }
     }
 
     private(set) var state: State = .idle
