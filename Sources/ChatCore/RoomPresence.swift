@@ -11,18 +11,25 @@ public struct RoomPresence: Equatable, Sendable {
     /// one person share a name).
     public let count: Int
 
+    /// Counts come from other nodes through the broker: they are clamped to
+    /// 0...`maxCount` and added with saturation, so a huge or negative answer cannot trap.
+    public static let maxCount = Int(Int32.max)
+
     /// `count` defaults to the number of names given (one per connection).
     public init<Names: Collection<String>>(room: String, names: Names, count: Int? = nil, limit: Int = RoomPresence.defaultLimit) {
         let distinct = Set(names).sorted()
         self.room = room
         self.names = Array(distinct.prefix(max(limit, 0)))
-        self.count = max(count ?? names.count, self.names.count)
+        self.count = min(max(count ?? names.count, self.names.count, 0), Self.maxCount)
     }
 
     /// One room's presence from every node's part (each capped already): names merged and
-    /// capped again, counts added.
+    /// capped again, counts added (saturating at `maxCount`).
     public init(room: String, parts: [RoomPresence], limit: Int = RoomPresence.defaultLimit) {
-        self.init(room: room, names: parts.flatMap(\.names), count: parts.reduce(0) { $0 + $1.count }, limit: limit)
+        let total = parts.reduce(0) { Self.saturatingSum($0, $1.count) }
+        // A part is capped when built; its names are capped again so a hostile part cannot
+        // make the merge costly.
+        self.init(room: room, names: parts.flatMap { $0.names.prefix(max(limit, 0)) }, count: total, limit: limit)
     }
 
     /// This presence with `name` counted in: a joining user's own snapshot may be built from a
@@ -30,7 +37,12 @@ public struct RoomPresence: Equatable, Sendable {
     public func including(_ name: String, limit: Int = RoomPresence.defaultLimit) -> RoomPresence {
         if names.contains(name) { return self }
         // Names beyond the cap are not known here, so the count is only ever raised by one.
-        return RoomPresence(room: room, names: names + [name], count: count + 1, limit: limit)
+        return RoomPresence(room: room, names: names + [name], count: Self.saturatingSum(count, 1), limit: limit)
+    }
+
+    static func saturatingSum(_ a: Int, _ b: Int) -> Int {
+        let clampedA = min(max(a, 0), maxCount), clampedB = min(max(b, 0), maxCount)
+        return min(clampedA + clampedB, maxCount)  // both at most Int32.max: cannot overflow Int
     }
 }
 

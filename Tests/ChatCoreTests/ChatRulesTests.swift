@@ -22,8 +22,11 @@ final class ChatRulesTests: XCTestCase {
             ChatRules.validateMessage(atLimit + "x", limits: limits),
             .failure(.messageTooLong(limit: 2_000))
         )
-        // One flag emoji is one character for people, though several scalars.
-        XCTAssertEqual(try ChatRules.validateMessage(String(repeating: "🇫🇷", count: 2_000), limits: limits).get().count, 2_000)
+        // One flag emoji is one character for people, though several scalars (and 8 bytes:
+        // 2,000 of them need a byte limit above the default 8 KB).
+        var roomy = limits
+        roomy.maxMessageBytes = 16_000
+        XCTAssertEqual(try ChatRules.validateMessage(String(repeating: "🇫🇷", count: 2_000), limits: roomy).get().count, 2_000)
     }
 
     func testMarkupIsKeptAsText() {
