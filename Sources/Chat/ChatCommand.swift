@@ -51,14 +51,64 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "Engine.IO ping timeout in milliseconds (env PING_TIMEOUT_MS).")
     var pingTimeout: Int64 = Env.int64("PING_TIMEOUT_MS") ?? 20_000
 
+    // Limits (docs/SECURITY.md). Each is checked at start (`validatedLimits`): a bad value
+    // stops the node with one line naming the option.
     @Option(help: "Longest accepted message in characters (env MAX_MESSAGE_LENGTH).")
     var maxMessageLength: Int = Env.int("MAX_MESSAGE_LENGTH") ?? 2_000
 
-    @Option(help: "Sustained messages per second per connection (env RATE_LIMIT).")
+    @Option(help: "Longest accepted message in UTF-8 bytes (env MAX_MESSAGE_BYTES).")
+    var maxMessageBytes: Int = Env.int("MAX_MESSAGE_BYTES") ?? 8 * 1024
+
+    @Option(help: "Longest name in characters (env MAX_NAME_LENGTH).")
+    var maxNameLength: Int = Env.int("MAX_NAME_LENGTH") ?? 32
+
+    @Option(help: "Longest name in UTF-8 bytes (env MAX_NAME_BYTES).")
+    var maxNameBytes: Int = Env.int("MAX_NAME_BYTES") ?? 128
+
+    @Option(help: "Longest room name in characters (env MAX_ROOM_LENGTH).")
+    var maxRoomLength: Int = Env.int("MAX_ROOM_LENGTH") ?? 32
+
+    @Option(help: "Longest room name in UTF-8 bytes (env MAX_ROOM_BYTES).")
+    var maxRoomBytes: Int = Env.int("MAX_ROOM_BYTES") ?? 128
+
+    @Option(help: "Sustained messages per second per user (client address and name), across reconnects (env RATE_LIMIT).")
     var rateLimit: Double = Env.double("RATE_LIMIT") ?? 5
 
-    @Option(help: "Messages a connection may send in a burst (env RATE_BURST).")
+    @Option(help: "Messages a user may send in a burst (env RATE_BURST).")
     var rateBurst: Double = Env.double("RATE_BURST") ?? 10
+
+    @Option(help: "One client address may send as many messages as this many users, whatever its names (env ADDRESS_RATE_FACTOR).")
+    var addressRateFactor: Double = Env.double("ADDRESS_RATE_FACTOR") ?? 4
+
+    @Option(help: "typing events relayed per second per connection; more are dropped (env TYPING_RATE_LIMIT).")
+    var typingRateLimit: Double = Env.double("TYPING_RATE_LIMIT") ?? 5
+
+    @Option(help: "typing events relayed in a burst per connection (env TYPING_BURST).")
+    var typingBurst: Double = Env.double("TYPING_BURST") ?? 10
+
+    @Option(help: "join and set-name per second per connection (env ROOM_CHANGE_RATE_LIMIT).")
+    var roomChangeRateLimit: Double = Env.double("ROOM_CHANGE_RATE_LIMIT") ?? 2
+
+    @Option(help: "join and set-name in a burst per connection (env ROOM_CHANGE_BURST).")
+    var roomChangeBurst: Double = Env.double("ROOM_CHANGE_BURST") ?? 10
+
+    @Option(help: "Socket.IO CONNECTs (recovery claims included) per second per client address (env CONNECT_RATE_LIMIT).")
+    var connectRateLimit: Double = Env.double("CONNECT_RATE_LIMIT") ?? 50
+
+    @Option(help: "Socket.IO CONNECTs in a burst per client address (env CONNECT_BURST).")
+    var connectBurst: Double = Env.double("CONNECT_BURST") ?? 500
+
+    @Option(help: "Client addresses whose rate limits are remembered at once (env MAX_TRACKED_ADDRESSES).")
+    var maxTrackedAddresses: Int = Env.int("MAX_TRACKED_ADDRESSES") ?? 100_000
+
+    @Option(help: "Messages of history kept per room (env HISTORY_LENGTH).")
+    var historyLength: Int = Env.int("HISTORY_LENGTH") ?? 100
+
+    @Option(help: "Bytes of history kept per room (env HISTORY_BYTES).")
+    var historyBytes: Int = Env.int("HISTORY_BYTES") ?? 256 * 1024
+
+    @Option(help: "Rooms whose history is kept in memory (env MAX_ROOMS).")
+    var maxRooms: Int = Env.int("MAX_ROOMS") ?? 1_000
 
     @Option(help: "Milliseconds between presence updates of one room: joins and leaves in between are sent together (env PRESENCE_INTERVAL_MS).")
     var presenceInterval: Int64 = Env.int64("PRESENCE_INTERVAL_MS") ?? 250
@@ -73,6 +123,14 @@ struct ChatCommand: AsyncParsableCommand {
     var logLevel: String = Env.string("LOG_LEVEL") ?? "info"
 
     func run() async throws {
+        let limits: ChatLimits
+        do {
+            limits = try validatedLimits()
+        } catch {
+            // One line that names the option; no trap, no stack of usage text.
+            FileHandle.standardError.write(Data("chat: invalid configuration: \(error)\n".utf8))
+            throw ExitCode(64)
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -87,11 +145,6 @@ struct ChatCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let metrics = ChatMetrics(registry: registry)
 
-        var limits = ChatLimits()
-        limits.maxMessageLength = maxMessageLength
-        limits.messagesPerSecond = rateLimit
-        limits.messageBurst = rateBurst
-
         let node = ChatNode(
             settings: ChatNode.Settings(
                 adapter: adapter,
@@ -99,7 +152,7 @@ struct ChatCommand: AsyncParsableCommand {
                 nodeName: name,
                 limits: limits,
                 recoveryWindow: .seconds(recoveryWindow),
-                presenceInterval: .milliseconds(max(presenceInterval, 0)),
+                presenceInterval: .milliseconds(presenceInterval),
                 roomAwareRouting: roomAwareRouting
             ),
             metrics: metrics,

@@ -15,7 +15,7 @@ final class InMemoryChatHistory: ChatHistoryStore {
     private let histories: NIOLockedValueBox<RoomHistories>
 
     init(limits: ChatLimits) {
-        histories = NIOLockedValueBox(RoomHistories(historyLength: limits.historyLength, maxRooms: limits.maxRooms))
+        histories = NIOLockedValueBox(RoomHistories(limits: limits))
     }
 
     func append(_ message: ChatMessage) {

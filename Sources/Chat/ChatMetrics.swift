@@ -13,6 +13,8 @@ struct ChatMetrics: Sendable {
     let pollingConnections: Gauge
     let websocketConnections: Gauge
     let eventsReceived: Counter
+    let eventsRateLimited: Counter
+    let connectsRateLimited: Counter
     let slowClientDisconnects: Counter
     let ready: Gauge
     let brokerPublished: Gauge
@@ -23,6 +25,7 @@ struct ChatMetrics: Sendable {
     let brokerPublishFailures: Gauge
     let brokerPublishLatencyMean: Gauge
     let brokerPublishLatencyMax: Gauge
+    let brokerUnencodable: Gauge
 
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
@@ -46,6 +49,12 @@ struct ChatMetrics: Sendable {
         )
         eventsReceived = registry.makeCounter(
             name: "chat_socketio_events_received_total", help: "Socket.IO events received from clients."
+        )
+        eventsRateLimited = registry.makeCounter(
+            name: "chat_events_rate_limited_total", help: "typing, join and set-name events refused or dropped by their per-connection rate limit."
+        )
+        connectsRateLimited = registry.makeCounter(
+            name: "chat_connects_rate_limited_total", help: "Namespace CONNECTs (recovery claims included) refused by the per-address rate limit."
         )
         slowClientDisconnects = registry.makeCounter(
             name: "chat_slow_client_disconnects_total",
@@ -74,6 +83,10 @@ struct ChatMetrics: Sendable {
         brokerPublishLatencyMean = registry.makeGauge(
             name: "chat_cluster_publish_latency_mean_seconds", help: "Mean time from enqueue to broker confirm."
         )
+        brokerUnencodable = registry.makeGauge(
+            name: "chat_cluster_messages_unencodable",
+            help: "Cluster messages dropped since start because a field was too large for the cluster format (they reached this node only)."
+        )
         brokerPublishLatencyMax = registry.makeGauge(
             name: "chat_cluster_publish_latency_max_seconds", help: "Longest time from enqueue to broker confirm."
         )
@@ -81,13 +94,14 @@ struct ChatMetrics: Sendable {
 
     func record(cluster: RabbitMQAdapterMetrics, ready isReady: Bool) {
         ready.set(Int64(isReady ? 1 : 0))
-        brokerPublished.set(Int64(cluster.published))
-        brokerReceived.set(Int64(cluster.received))
-        brokerStreamPackets.set(Int64(cluster.receivedStreamPackets))
-        brokerOutboxSize.set(Int64(cluster.outboxSize))
-        brokerOutboxOverflow.set(Int64(cluster.outboxOverflow))
-        brokerPublishFailures.set(Int64(cluster.publishFailures))
+        brokerPublished.set(Int64(clamping: cluster.published))
+        brokerReceived.set(Int64(clamping: cluster.received))
+        brokerStreamPackets.set(Int64(clamping: cluster.receivedStreamPackets))
+        brokerOutboxSize.set(Int64(clamping: cluster.outboxSize))
+        brokerOutboxOverflow.set(Int64(clamping: cluster.outboxOverflow))
+        brokerPublishFailures.set(Int64(clamping: cluster.publishFailures))
         brokerPublishLatencyMean.set(cluster.meanPublishLatencyMilliseconds / 1000)
+        brokerUnencodable.set(Int64(clamping: cluster.unencodable))
         brokerPublishLatencyMax.set(Double(cluster.publishLatencyMaxNanoseconds) / 1e9)
     }
 

@@ -87,9 +87,12 @@ final class ChatNode: Sendable {
             history = shared
             parts.withLockedValue { $0.cluster = cluster; $0.history = shared }
         }
+        let rateLimits = ChatRateLimiter(limits: settings.limits, metrics: metrics)
+        configuration.connectAdmission = { rateLimits.admit($0) }
         let io = SocketIOServer(configuration)
-        let presence = PresencePublisher(io: io, interval: settings.presenceInterval, logger: logger)
-        ChatService(io: io, limits: settings.limits, history: history, presence: presence, metrics: metrics, logger: logger).install()
+        let presence = PresencePublisher(io: io, limits: settings.limits, interval: settings.presenceInterval, logger: logger)
+        ChatService(io: io, limits: settings.limits, history: history, presence: presence, rateLimits: rateLimits,
+                    metrics: metrics, logger: logger).install()
         try await io.start()
         parts.withLockedValue { $0.io = io }
         engineDelegate.target.withLockedValue { $0 = io }
@@ -110,7 +113,8 @@ final class ChatNode: Sendable {
                 if reported { logger.notice("RabbitMQ is reachable again; starting") }
                 return cluster
             } catch {
-                let reason = "RabbitMQ at \(Self.redacted(settings.amqpURLs)) is not reachable (\(error)); retrying every 2 s"
+                // Shown on /readyz and in the log: the URLs without their passwords.
+                let reason = "RabbitMQ at \(AMQPURLRedaction.redact(settings.amqpURLs)) is not reachable (\(error)); retrying every 2 s"
                 parts.withLockedValue { $0.waitingFor = reason }
                 if !reported {
                     logger.error("\(reason)")
@@ -140,15 +144,6 @@ final class ChatNode: Sendable {
     func updateClusterMetrics() {
         guard let cluster = parts.withLockedValue({ $0.cluster }) else { return }
         metrics.record(cluster: cluster.metrics, ready: isReady)
-    }
-
-    private static func redacted(_ urls: [String]) -> String {
-        urls.map { url in
-            // amqp://user:password@host -> amqp://user:***@host
-            guard let at = url.lastIndex(of: "@"), let scheme = url.range(of: "://"),
-                  let colon = url[scheme.upperBound..<at].firstIndex(of: ":") else { return url }
-            return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
-        }.joined(separator: ",")
     }
 }
 

@@ -16,17 +16,19 @@ final class ChatService: Sendable {
     let limits: ChatLimits
     let history: any ChatHistoryStore
     let presence: PresencePublisher
+    let rateLimits: ChatRateLimiter
     let metrics: ChatMetrics
     let logger: Logger
 
     init(
         io: SocketIOServer, limits: ChatLimits, history: any ChatHistoryStore, presence: PresencePublisher,
-        metrics: ChatMetrics, logger: Logger
+        rateLimits: ChatRateLimiter, metrics: ChatMetrics, logger: Logger
     ) {
         self.io = io
         self.limits = limits
         self.history = history
         self.presence = presence
+        self.rateLimits = rateLimits
         self.metrics = metrics
         self.logger = logger
     }
@@ -35,37 +37,49 @@ final class ChatService: Sendable {
         io.onConnection { [self] socket in accept(socket) }
     }
 
-    /// Per-socket state lives in `socket.data` (so other nodes see it through fetchSockets)
-    /// and, for the rate limiter, in a box owned by the socket's handlers.
+    /// Per-socket state lives in `socket.data` (so other nodes see it through fetchSockets).
+    /// Message limits follow the client address and name across connections
+    /// (`ChatRateLimiter`); `typing`, `join` and `set-name` have buckets of this connection,
+    /// in boxes owned by its handlers.
     private func accept(_ socket: SocketIOSocket) {
         var profile = ChatProfile(socket.data)
         if !socket.recovered || profile == nil {
             let auth = socket.handshake.auth
             var generator = SystemRandomNumberGenerator()
-            let name = auth["name"]?.stringValue.flatMap { try? ChatRules.validateName($0).get() }
+            let name = auth["name"]?.stringValue.flatMap { try? ChatRules.validateName($0, limits: limits).get() }
                 ?? ChatRules.guestName(using: &generator)
-            let room = auth["room"]?.stringValue.flatMap { try? ChatRules.validateRoom($0).get() }
+            let room = auth["room"]?.stringValue.flatMap { try? ChatRules.validateRoom($0, limits: limits).get() }
                 ?? ChatRules.defaultRoom
-            profile = ChatProfile(name: name, room: room)
-            socket.data = profile!.json
+            let chosen = ChatProfile(name: name, room: room)
+            profile = chosen
+            socket.data = chosen.json
             socket.join(room)
         }
-        let bucket = NIOLockedValueBox(
-            TokenBucket(ratePerSecond: limits.messagesPerSecond, burst: limits.messageBurst, now: Self.now())
-        )
+        let address = socket.handshake.address
+        let now = Self.now()
+        let typingBucket = NIOLockedValueBox(TokenBucket(ratePerSecond: limits.typingPerSecond, burst: limits.typingBurst, now: now))
+        let changeBucket = NIOLockedValueBox(TokenBucket(ratePerSecond: limits.roomChangesPerSecond, burst: limits.roomChangeBurst, now: now))
 
         socket.on("message") { [self] args, ack in
-            receiveMessage(from: socket, args: args, ack: ack, bucket: bucket)
+            receiveMessage(from: socket, address: address, args: args, ack: ack)
         }
         socket.on("join") { [self] args, ack in
+            guard changeBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
+                metrics.eventsRateLimited.increment()
+                return refuse(socket, .tooManyChanges, ack: ack)
+            }
             let requested = args.first?["room"]?.stringValue ?? args.first?.stringValue ?? ""
-            switch ChatRules.validateRoom(requested) {
+            switch ChatRules.validateRoom(requested, limits: limits) {
             case .failure(let error): refuse(socket, error, ack: ack)
             case .success(let room): Task { await self.move(socket, to: room, ack: ack) }
             }
         }
         socket.on("set-name") { [self] args, ack in
-            switch ChatRules.validateName(args.first?.stringValue ?? "") {
+            guard changeBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
+                metrics.eventsRateLimited.increment()
+                return refuse(socket, .tooManyChanges, ack: ack)
+            }
+            switch ChatRules.validateName(args.first?.stringValue ?? "", limits: limits) {
             case .failure(let error): refuse(socket, error, ack: ack)
             case .success(let name):
                 guard var current = ChatProfile(socket.data) else { return }
@@ -75,7 +89,12 @@ final class ChatService: Sendable {
                 presence.roomChanged(current.room)
             }
         }
-        socket.on("typing") { args, _ in
+        socket.on("typing") { [self] args, _ in
+            // Dropped silently past the limit: typing indicators are volatile anyway.
+            guard typingBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
+                metrics.eventsRateLimited.increment()
+                return
+            }
             guard let current = ChatProfile(socket.data) else { return }
             let typing = args.first?.boolValue ?? false
             socket.to(current.room).volatile.emit(
@@ -95,12 +114,12 @@ final class ChatService: Sendable {
     }
 
     private func receiveMessage(
-        from socket: SocketIOSocket, args: [JSONValue], ack: SocketIOAcknowledgement?,
-        bucket: NIOLockedValueBox<TokenBucket>
+        from socket: SocketIOSocket, address: String, args: [JSONValue], ack: SocketIOAcknowledgement?
     ) {
         metrics.messagesReceived.increment()
         guard let raw = args.first?.stringValue else { return refuse(socket, .notText, ack: ack) }
-        guard bucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
+        guard let profile = ChatProfile(socket.data) else { return }
+        guard rateLimits.allowMessage(address: address, name: profile.name) else {
             metrics.messagesRejected.increment()
             return refuse(socket, .rateLimited(perSecond: limits.messagesPerSecond), ack: ack)
         }
@@ -111,7 +130,6 @@ final class ChatService: Sendable {
             return refuse(socket, error, ack: ack)
         case .success(let valid): text = valid
         }
-        guard let profile = ChatProfile(socket.data) else { return }
         let message = ChatMessage(
             id: Self.makeMessageId(), text: text, date: ChatClock.isoString(Date()), name: profile.name, room: profile.room
         )
@@ -175,7 +193,7 @@ final class ChatService: Sendable {
         return .object(JSONObject(fields))
     }
 
-    private static func now() -> Double {
+    static func now() -> Double {
         let uptime = ContinuousClock.now - ContinuousClock.Instant.zeroReference
         return Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18
     }

@@ -16,6 +16,7 @@ final class PresencePublisher: Sendable {
     }
 
     private let io: SocketIOServer
+    private let limits: ChatLimits
     private let interval: Duration
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
@@ -23,13 +24,16 @@ final class PresencePublisher: Sendable {
     /// The server-side event other nodes answer with their part of a room's presence.
     static let queryEvent = "chat-presence"
 
-    init(io: SocketIOServer, interval: Duration, logger: Logger) {
+    init(io: SocketIOServer, limits: ChatLimits = ChatLimits(), interval: Duration, logger: Logger) {
         self.io = io
+        self.limits = limits
         self.interval = interval
         self.logger = logger
         io.sockets.onServerSideEmit(Self.queryEvent) { [self] args, ack in
             guard let room = args.first?.stringValue else { return }
-            ack?(Self.json(localPresence(room)))
+            // Only rooms within the limits can have members: no lookup for anything longer.
+            let presence = room.utf8.count <= limits.maxRoomBytes ? localPresence(room) : RoomPresence(room: "", names: [])
+            ack?(Self.json(presence))
         }
     }
 
@@ -66,7 +70,7 @@ final class PresencePublisher: Sendable {
         var parts = [localPresence(room)]
         do {
             let answers = try await io.sockets.serverSideEmitWithAck(Self.queryEvent, [.string(room)])
-            parts += answers.compactMap { Self.presence(from: $0, room: room) }
+            parts += answers.compactMap { remotePresence(from: $0, room: room) }
         } catch {
             logger.warning("presence: not every node answered", metadata: ["room": "\(room)", "error": "\(error)"])
         }
@@ -90,9 +94,22 @@ final class PresencePublisher: Sendable {
         return RoomPresence(room: room, names: names)
     }
 
-    private static func presence(from answer: JSONValue, room: String) -> RoomPresence? {
-        guard case .array(let names)? = answer["members"], let count = answer["count"]?.intValue else { return nil }
-        return RoomPresence(room: room, names: names.compactMap(\.stringValue), count: count)
+    /// Another node's answer, read as hostile: at most `RoomPresence.defaultLimit` names, each
+    /// within the name limits, and a count clamped by `RoomPresence` (a number too large for
+    /// an Int counts as the maximum rather than dropping the answer).
+    private func remotePresence(from answer: JSONValue, room: String) -> RoomPresence? {
+        guard case .array(let names)? = answer["members"], let countText = answer["count"] else { return nil }
+        let count: Int
+        if let exact = countText.intValue {
+            count = exact
+        } else if let approximate = countText.doubleValue, !approximate.isNaN {
+            count = approximate > 0 ? RoomPresence.maxCount : 0
+        } else {
+            return nil
+        }
+        let plausible = names.prefix(RoomPresence.defaultLimit).compactMap(\.stringValue)
+            .filter { $0.utf8.count <= limits.maxNameBytes }
+        return RoomPresence(room: room, names: plausible, count: count)
     }
 
     static func json(_ presence: RoomPresence) -> JSONValue {

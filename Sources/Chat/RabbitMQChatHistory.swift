@@ -17,6 +17,7 @@ final class RabbitMQChatHistory: ChatHistoryStore {
     static let streamName = "chat.history"
 
     private let local: InMemoryChatHistory
+    private let limits: ChatLimits
     private let configuration: AMQPConnectionConfiguration
     private let logger: Logger
     private let pending: AsyncStream<ChatMessage>
@@ -34,6 +35,7 @@ final class RabbitMQChatHistory: ChatHistoryStore {
     /// shared history (they were still broadcast live); the count is logged.
     init(limits: ChatLimits, configuration: AMQPConnectionConfiguration, logger: Logger, maxUnpublished: Int = 10_000) {
         self.local = InMemoryChatHistory(limits: limits)
+        self.limits = limits
         self.configuration = configuration
         self.logger = logger
         (pending, pendingInput) = AsyncStream.makeStream(of: ChatMessage.self, bufferingPolicy: .bufferingOldest(maxUnpublished))
@@ -68,6 +70,11 @@ final class RabbitMQChatHistory: ChatHistoryStore {
         try? await Task.sleep(nanoseconds: 500_000_000)
         task?.cancel()
         await task?.value
+    }
+
+    /// A JSON entry within the limits is at most this large (every character escaped as \uXXXX).
+    static func maxEntryBytes(_ limits: ChatLimits) -> Int {
+        6 * (limits.maxMessageBytes + limits.maxNameBytes + limits.maxRoomBytes + 128) + 256
     }
 
     private func run() async {
@@ -123,7 +130,11 @@ final class RabbitMQChatHistory: ChatHistoryStore {
             group.addTask { [self] in
                 do {
                     for try await delivery in consumer {
-                        if let message = try? JSONDecoder().decode(ChatMessage.self, from: Data(delivery.body.readableBytesView)) {
+                        // The stream is input too: an entry over this node's limits (written by
+                        // another version, or another publisher) is skipped, not replayed to newcomers.
+                        if delivery.body.readableBytes <= Self.maxEntryBytes(limits),
+                           let message = try? JSONDecoder().decode(ChatMessage.self, from: Data(delivery.body.readableBytesView)),
+                           ChatRules.fitsLimits(message, limits: limits) {
                             local.append(message)
                         }
                         try? await delivery.ack()
