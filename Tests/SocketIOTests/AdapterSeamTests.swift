@@ -158,7 +158,8 @@ final class AdapterSeamTests: XCTestCase {
             $0 = RestoredSession(session: PersistedSession(socketId: "old-id", privateId: "p", rooms: ["r"], data: .null), missedPackets: [])
         }
         let connection = try await io.openFakeConnection()
-        try await connection.receive(#"0{"pid":"p","offset":"o"}"#)
+        // A pid and offset of the shape this server issues (others are ignored before the adapter).
+        try await connection.receive(#"0{"pid":"AAAAAAAAAAAAAAAAAAAA","offset":"o-1"}"#)
         while adapter.routeWaiters.withLockedValue({ $0.isEmpty }) { await Task.yield() }
         XCTAssertEqual(adapter.socketRooms("old-id"), ["r"], "the rooms are joined before the client hears of it")
         try await assertEqual(try await connection.settle(), [], "no CONNECT reply before the rooms are routed")
