@@ -68,6 +68,9 @@ struct SIOConformance: ParsableCommand {
                 switch request.path {
                 case "/health", "/healthz", "/readyz":
                     HTTPFallbackResponse(status: .ok, contentType: "text/plain; charset=UTF-8", body: "ok")
+                case "/metrics":
+                    // What the churn tests read: objects still allocated per connection kind.
+                    HTTPFallbackResponse(status: .ok, contentType: "text/plain; version=0.0.4", body: LiveObjects.prometheusText)
                 default:
                     .notFound
                 }

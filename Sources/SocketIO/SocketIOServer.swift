@@ -134,6 +134,11 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
         self.connection = connection
         self.eventLoop = connection.eventLoop
         self.decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
+        LiveObjects.socketIOClients.created()
+    }
+
+    deinit {
+        LiveObjects.socketIOClients.destroyed()
     }
 
     func startConnectTimer() {

@@ -63,6 +63,11 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         self.channelLoop = channelLoop
         self.outboundBudget = max(outboundBudget, 1)
         self.minimumFlushGap = minimumFlushGap
+        LiveObjects.webSocketHandlers.created()
+    }
+
+    deinit {
+        LiveObjects.webSocketHandlers.destroyed()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -129,6 +134,9 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func channelInactive(context: ChannelHandlerContext) {
         toSession { $0.webSocketClosed($1) }
+        // Nothing reaches the session from a closed channel any more; dropping it here
+        // means neither side has to outlive the other.
+        session = nil
         context.fireChannelInactive()
     }
 
@@ -262,10 +270,19 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
+            channel.close(promise: nil)
         }
+        // A client that stopped reading (the slow-client close, a ping timeout) never lets
+        // that write complete: without a deadline its socket, handler and session would
+        // stay open for good.
+        let grace = channel.eventLoop.scheduleTask(in: Self.closeFrameGracePeriod) { channel.close(promise: nil) }
+        channel.closeFuture.whenComplete { _ in grace.cancel() }
     }
+
+    /// How long a close frame may take to leave before the socket is closed without it.
+    static let closeFrameGracePeriod: TimeAmount = .seconds(2)
 
     private func onChannelLoop(_ body: @escaping @Sendable (EngineWebSocketHandler) -> Void) {
         if channelLoop.inEventLoop {

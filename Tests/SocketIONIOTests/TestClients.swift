@@ -199,6 +199,11 @@ final class TestWebSocket: Sendable {
         try await channel.writeAndFlush(Self.maskedFrame(opcode: 0x1, payload: Array(text.utf8)))
     }
 
+    /// A close frame with status 1000.
+    func sendClose() async throws {
+        try await channel.writeAndFlush(Self.maskedFrame(opcode: 0x8, payload: [0x03, 0xE8]))
+    }
+
     func send(binary: [UInt8]) async throws {
         try await channel.writeAndFlush(Self.maskedFrame(opcode: 0x2, payload: binary))
     }
