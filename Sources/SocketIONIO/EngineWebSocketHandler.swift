@@ -54,6 +54,10 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     private var waitingPackets: [EnginePacket] = []
     private var waitingBytes = 0
     private let outboundBudget: Int
+    /// Pongs written but not yet taken by the client. They share `outboundBudget` with the
+    /// waiting packets: a client that floods pings and never reads would otherwise grow
+    /// the server's write queue without bound.
+    private var controlBytesInFlight = 0
     /// The endpoint's limit; the shared frame decoder only knows the largest of all endpoints.
     private let maxPayload: Int
 
@@ -110,8 +114,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             let packet = EnginePacketCodec.decodeBinaryFrame(frame.unmaskedData)
             toSession { $0.webSocketReceived(packet, from: $1) }
         case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            sendPong(context: context, payload: frame.unmaskedData)
         case .connectionClose:
             // Echo the close (RFC 6455 section 5.5.1), then let the peer go.
             sendCloseAndClose(context: context, code: .normalClosure)
@@ -179,7 +182,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         }
         waitingPackets.append(contentsOf: packets)
         waitingBytes += packets.reduce(0) { $0 + $1.approximateWireSize }
-        if waitingBytes > outboundBudget {
+        if waitingBytes + controlBytesInFlight > outboundBudget {
             waitingPackets = []
             waitingBytes = 0
             toSession { $0.webSocketOverflowed($1) }
@@ -250,6 +253,29 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         }
     }
 
+    /// What one queued control frame costs against the budget: its bytes and NIO's
+    /// bookkeeping for one pending write (a few hundred bytes), which dominates for the
+    /// tiny frames a ping flood makes.
+    static let controlFrameCost = 256
+
+    /// Answers a ping (RFC 6455 section 5.5.3), within the outbound budget: a client whose
+    /// pongs and waiting packets exceed it is closed as a slow client.
+    private func sendPong(context: ChannelHandlerContext, payload: ByteBuffer) {
+        guard !closing else { return }
+        let cost = payload.readableBytes + Self.controlFrameCost
+        if controlBytesInFlight + waitingBytes + cost > outboundBudget {
+            waitingPackets = []
+            waitingBytes = 0
+            toSession { $0.webSocketOverflowed($1) }
+            sendCloseAndClose(context: context, code: .policyViolation)
+            return
+        }
+        controlBytesInFlight += cost
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { _ in self.controlBytesInFlight -= cost }
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: written)
+    }
+
     /// Writes what is still waiting, then the close frame, then closes the socket.
     private func sendCloseAndClose(context: ChannelHandlerContext, code: WebSocketErrorCode) {
         guard !closing else { return }
@@ -265,7 +291,13 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
+        // A client that does not read never takes the close frame either: it is not
+        // waited for longer than this, or the connection (and all it holds) would stay.
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: Self.closeFrameGrace) { channel.close(promise: nil) }
     }
+
+    static let closeFrameGrace: TimeAmount = .seconds(2)
 
     private func onChannelLoop(_ body: @escaping @Sendable (EngineWebSocketHandler) -> Void) {
         if channelLoop.inEventLoop {
