@@ -43,6 +43,16 @@ public enum EngineIOHTTPServerError: Error, Sendable {
     case invalidConfiguration(String)
 }
 
+extension EngineIOHTTPServerError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .alreadyStarted: "the HTTP server is already started"
+        case .duplicateEndpointPath(let path): "two Engine.IO endpoints share the path \(path)"
+        case .invalidConfiguration(let reason): reason
+        }
+    }
+}
+
 /// An HTTP/1.1 server on raw SwiftNIO that serves any number of Engine.IO endpoints by
 /// path prefix (long-polling and WebSocket on the same path) and hands every other path
 /// to an application fallback handler.
