@@ -185,7 +185,11 @@ public final class EngineIOHTTPServer: Sendable {
             maxFrameSize: maxFrameSize,
             automaticErrorHandling: true,
             shouldUpgrade: { channel, head in
-                channel.eventLoop.makeSucceededFuture(webSocketRole(head: head, routes: routes, channel: channel) == nil ? nil : HTTPHeaders())
+                guard webSocketRole(head: head, routes: routes, channel: channel) != nil else {
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
+                removeHTTPGuards(from: channel)
+                return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
             },
             upgradePipelineHandler: { channel, head in
                 guard let (role, endpoint) = webSocketRole(head: head, routes: routes, channel: channel) else {
@@ -195,14 +199,6 @@ public final class EngineIOHTTPServer: Sendable {
                 let budget = endpoint.configuration.maxOutboundBufferBytes
                 return channel.pipeline.removeHandler(name: EngineHTTPHandler.name).flatMapThrowing {
                     let sync = channel.pipeline.syncOperations
-                    // HTTP's guards do not apply to a WebSocket: Engine.IO's ping timeout
-                    // times it, and its outbound budget bounds what it may queue.
-                    for name in [
-                        HTTPConnectionTimeoutHandler.name, EngineRequestGate.name, Self.backPressureName,
-                        HTTPPipeliningLimitHandler.name, HTTPWritabilityGate.name,
-                    ] {
-                        sync.removeHandler(name: name, promise: nil)
-                    }
                     try sync.addHandler(EngineFrameWriter(), position: .first)
                     try sync.addHandler(NIOWebSocketFrameAggregator(
                         minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024, maxAccumulatedFrameSize: limit
@@ -233,6 +229,20 @@ public final class EngineIOHTTPServer: Sendable {
     }
 
     private static let backPressureName = "back-pressure"
+
+    /// HTTP's guards do not apply to a WebSocket: Engine.IO's ping timeout times it, and its
+    /// outbound budget bounds what it may queue. They go as soon as the upgrade is decided,
+    /// before NIO removes its HTTP decoder: the decoder then passes on the bytes that followed
+    /// the upgrade request as raw bytes, which a handler expecting HTTP parts must never see.
+    private static func removeHTTPGuards(from channel: any Channel) {
+        let sync = channel.pipeline.syncOperations
+        for name in [
+            HTTPPipeliningLimitHandler.name, HTTPWritabilityGate.name, HTTPConnectionTimeoutHandler.name,
+            EngineRequestGate.name, backPressureName,
+        ] {
+            sync.removeHandler(name: name, promise: nil)
+        }
+    }
 
     /// What a WebSocket upgrade request opens, or nil to refuse the upgrade (the HTTP
     /// handler then answers it with the matching 400).

@@ -212,6 +212,7 @@ def test_pipelined_requests_that_are_never_read_do_not_grow_memory(start_sio_ser
     closed = sum(closed_within(sock, 2) for sock in attackers)
     for sock in attackers:
         sock.close()
+    print(f"pipelining: rss_baseline_kib={baseline} growth_kib={grown} closed={closed}/20")
     assert closed == 20, "a client with a pipeline of unanswered requests must be closed"
     assert grown < 20 * 1024, f"RSS grew {grown} KiB under unread pipelined requests"
     assert_two_clients_exchange(server)
@@ -248,6 +249,7 @@ def test_a_ping_flood_from_clients_that_never_read_does_not_grow_memory(start_si
     grown = server.rss_kib() - baseline
     for sock in attackers:
         sock.close()
+    print(f"ping flood: rss_baseline_kib={baseline} growth_kib={grown} closed={sum(flood_closed)}/5")
     assert all(flood_closed), f"only {sum(flood_closed)} of 5 ping flooders were closed"
     assert grown < 40 * 1024, f"RSS grew {grown} KiB under a ping flood"
     assert_two_clients_exchange(server)
