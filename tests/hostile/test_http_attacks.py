@@ -365,6 +365,12 @@ def test_the_chat_serves_its_own_origin_and_refuses_others():
         silent = connect(node)
         assert closed_within(silent, 3)
         silent.close()
+        # Every refusal is counted where the operator looks.
+        metrics = requests.get(node.url + "/metrics", timeout=5).text
+        for series in ('engineio_admission_refused_total{reason="origin"} 2',
+                       'engineio_admission_refused_total{reason="connections_per_address"} 1',
+                       'engineio_http_timeouts_total{kind="headers"} 1'):
+            assert series in metrics, f"{series} not in /metrics"
         assert node.is_alive(), node.tail()
     finally:
         node.stop()
