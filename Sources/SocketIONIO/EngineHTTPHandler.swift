@@ -94,6 +94,18 @@ final class EngineHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    /// A malformed request (NIO's protocol error handler has answered 400 already): nothing
+    /// more can be parsed on this connection, so it is closed now rather than left to a
+    /// timeout. Other errors pass (a refused WebSocket upgrade reports one, and its request
+    /// still gets its answer here).
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            context.close(promise: nil)
+        } else {
+            context.fireErrorCaught(error)
+        }
+    }
+
     // MARK: Engine.IO
 
     private func serveEngine(context: ChannelHandlerContext, head: HTTPRequestHead, endpoint: EngineIOEndpoint, query: [String: String]) {

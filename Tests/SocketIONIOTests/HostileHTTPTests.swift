@@ -388,6 +388,16 @@ private func upgradeAnswer(port: Int, uri: String = "/engine.io/?EIO=4&transport
         }
     }
 
+    @Test func aHeadOver80KBIsRefusedByTheDecoder() async throws {
+        try await withTestServer { _, port, delegate in
+            let client = try await RawTCPClient.connect(port: port)
+            try await client.send("GET \(pollHandshake) HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 100_000))\r\n\r\n")
+            #expect(await client.closes(within: 3))
+            #expect(client.received.hasPrefix("HTTP/1.1 400"))
+            #expect(delegate.record.withLockedValue { $0.opened.isEmpty })
+        }
+    }
+
     @Test func theHandshakeKeepsBoundedMergedHeaders() async throws {
         try await withTestServer { _, port, delegate in
             var many: [(String, String)] = (0..<300).map { ("X-Header-\($0)", "v") }
