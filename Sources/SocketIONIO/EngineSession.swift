@@ -282,7 +282,7 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         } else {
             endpoint.unregister(self)
         }
-        endpoint.sessionClosed(wasWebSocket: transportNameBox.withLockedValue { $0 } == .websocket)
+        endpoint.sessionClosed(wasWebSocket: transportNameBox.withLockedValue { $0 } == .websocket, handshake: handshake)
         guard !didClose else { return }
         didClose = true
         let delegate = self.delegate

@@ -54,6 +54,10 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     private var waitingPackets: [EnginePacket] = []
     private var waitingBytes = 0
     private let outboundBudget: Int
+    /// Pongs written but not yet taken by the client. They share `outboundBudget` with the
+    /// waiting packets: a client that floods pings and never reads would otherwise grow
+    /// the server's write queue without bound.
+    private var controlBytesInFlight = 0
     /// The endpoint's limit; the shared frame decoder only knows the largest of all endpoints.
     private let maxPayload: Int
 
@@ -115,8 +119,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             let packet = EnginePacketCodec.decodeBinaryFrame(frame.unmaskedData)
             toSession { $0.webSocketReceived(packet, from: $1) }
         case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            sendPong(context: context, payload: frame.unmaskedData)
         case .connectionClose:
             // Echo the close (RFC 6455 section 5.5.1), then let the peer go.
             sendCloseAndClose(context: context, code: .normalClosure)
@@ -187,7 +190,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         }
         waitingPackets.append(contentsOf: packets)
         waitingBytes += packets.reduce(0) { $0 + $1.approximateWireSize }
-        if waitingBytes > outboundBudget {
+        if waitingBytes + controlBytesInFlight > outboundBudget {
             waitingPackets = []
             waitingBytes = 0
             toSession { $0.webSocketOverflowed($1) }
@@ -256,6 +259,29 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             let frame = WebSocketFrame(fin: true, opcode: packet.isBinary ? .binary : .text, data: data)
             context.write(wrapOutboundOut(frame), promise: promise)
         }
+    }
+
+    /// What one queued control frame costs against the budget: its bytes and NIO's
+    /// bookkeeping for one pending write (a few hundred bytes), which dominates for the
+    /// tiny frames a ping flood makes.
+    static let controlFrameCost = 256
+
+    /// Answers a ping (RFC 6455 section 5.5.3), within the outbound budget: a client whose
+    /// pongs and waiting packets exceed it is closed as a slow client.
+    private func sendPong(context: ChannelHandlerContext, payload: ByteBuffer) {
+        guard !closing else { return }
+        let cost = payload.readableBytes + Self.controlFrameCost
+        if controlBytesInFlight + waitingBytes + cost > outboundBudget {
+            waitingPackets = []
+            waitingBytes = 0
+            toSession { $0.webSocketOverflowed($1) }
+            sendCloseAndClose(context: context, code: .policyViolation)
+            return
+        }
+        controlBytesInFlight += cost
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { _ in self.controlBytesInFlight -= cost }
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: written)
     }
 
     /// Writes what is still waiting, then the close frame, then closes the socket.
