@@ -119,6 +119,26 @@ struct ChatCommand: AsyncParsableCommand {
     @Flag(help: "Route room broadcasts only to nodes with members in the room (env ROOM_AWARE_ROUTING=1); all nodes must agree.")
     var roomAwareRouting: Bool = Env.string("ROOM_AWARE_ROUTING") == "1"
 
+    // Hostile clients (docs/SECURITY.md, "HTTP and transport").
+    @Option(help: "Origins whose pages may connect besides the chat's own, comma-separated; * allows any (env ALLOWED_ORIGINS).")
+    var allowedOrigins: String = Env.string("ALLOWED_ORIGINS") ?? ""
+    @Option(help: "Proxies whose X-Forwarded-For names the client: IPs or CIDR ranges, comma-separated (env TRUSTED_PROXIES).")
+    var trustedProxies: String = Env.string("TRUSTED_PROXIES") ?? ""
+    @Option(help: "Open TCP connections at most; more are closed at accept, 0 = no cap (env MAX_CONNECTIONS).")
+    var maxConnections: Int = Env.int("MAX_CONNECTIONS") ?? 19_000
+    @Option(help: "Open Socket.IO connections per client address (IPv4 or IPv6 /64), 0 = no cap (env MAX_SESSIONS_PER_ADDRESS).")
+    var maxSessionsPerAddress: Int = Env.int("MAX_SESSIONS_PER_ADDRESS") ?? 1_000
+    @Option(help: "New connections per second per client address, 0 = no cap (env HANDSHAKE_RATE).")
+    var handshakeRate: Double = Env.double("HANDSHAKE_RATE") ?? 100
+    @Option(help: "New connections one address may open at once before HANDSHAKE_RATE applies (env HANDSHAKE_BURST).")
+    var handshakeBurst: Double = Env.double("HANDSHAKE_BURST") ?? 300
+    @Option(help: "HTTP headers timeout in milliseconds, as Node's (env HEADERS_TIMEOUT_MS).")
+    var headersTimeout: Int64 = Env.int64("HEADERS_TIMEOUT_MS") ?? 60_000
+    @Option(help: "HTTP keep-alive idle timeout in milliseconds, as Node's (env KEEP_ALIVE_TIMEOUT_MS).")
+    var keepAliveTimeout: Int64 = Env.int64("KEEP_ALIVE_TIMEOUT_MS") ?? 5_000
+    @Option(help: "HTTP request timeout in milliseconds, as Node's (env REQUEST_TIMEOUT_MS).")
+    var requestTimeout: Int64 = Env.int64("REQUEST_TIMEOUT_MS") ?? 300_000
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: String = Env.string("LOG_LEVEL") ?? "info"
 
@@ -162,6 +182,8 @@ struct ChatCommand: AsyncParsableCommand {
         var engineConfiguration = EngineServerConfiguration()
         engineConfiguration.pingInterval = .milliseconds(pingInterval)
         engineConfiguration.pingTimeout = .milliseconds(pingTimeout)
+        // The chat's own page (same host) always; other pages only when listed.
+        engineConfiguration.allowedOrigins = EngineOriginPolicy(allowing: Self.list(allowedOrigins), allowsSameHost: true)
         let endpoint = EngineIOEndpoint(path: "/socket.io/", configuration: engineConfiguration, delegate: node.engineDelegate)
 
         let files = try ChatHTTPRoutes.loadFiles(publicDirectory: publicDir, clientBundle: clientBundle, logger: logger)
@@ -178,8 +200,17 @@ struct ChatCommand: AsyncParsableCommand {
                 return metrics.render()
             }
         )
+        var httpConfiguration = EngineIOHTTPServerConfiguration(host: host, port: port)
+        httpConfiguration.trustedProxies = Self.list(trustedProxies)
+        httpConfiguration.admission.maxConnections = maxConnections > 0 ? maxConnections : nil
+        httpConfiguration.admission.maxSessionsPerAddress = maxSessionsPerAddress > 0 ? maxSessionsPerAddress : nil
+        httpConfiguration.admission.handshakesPerSecondPerAddress = handshakeRate > 0 ? handshakeRate : nil
+        httpConfiguration.admission.handshakeBurstPerAddress = handshakeBurst
+        httpConfiguration.timeouts = HTTPConnectionTimeouts(
+            headers: .milliseconds(headersTimeout), keepAlive: .milliseconds(keepAliveTimeout), request: .milliseconds(requestTimeout)
+        )
         let http = EngineIOHTTPServer(
-            configuration: EngineIOHTTPServerConfiguration(host: host, port: port),
+            configuration: httpConfiguration,
             endpoints: [endpoint],
             fallback: { request in routes.handle(request) },
             logger: logger
@@ -190,6 +221,13 @@ struct ChatCommand: AsyncParsableCommand {
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         try await group.run()
+    }
+}
+
+extension ChatCommand {
+    /// A comma-separated option as its non-empty entries.
+    static func list(_ text: String) -> [String] {
+        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 }
 

@@ -1,3 +1,4 @@
+import EngineIO
 import Prometheus
 import SocketIORabbitMQ
 
@@ -26,6 +27,9 @@ struct ChatMetrics: Sendable {
     let brokerPublishLatencyMean: Gauge
     let brokerPublishLatencyMax: Gauge
     let brokerUnencodable: Gauge
+    /// `engineio_live_objects{kind=…}`: per-connection objects still allocated. With no
+    /// client connected every one of them must read 0; anything else is a leak.
+    let liveObjects: [(counter: LiveObjectCounter, gauge: Gauge)]
 
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
@@ -87,6 +91,12 @@ struct ChatMetrics: Sendable {
             name: "chat_cluster_messages_unencodable",
             help: "Cluster messages dropped since start because a field was too large for the cluster format (they reached this node only)."
         )
+        liveObjects = LiveObjects.all.map { counter in
+            (counter, registry.makeGauge(
+                name: "engineio_live_objects", labels: [("kind", counter.name)],
+                help: "Per-connection objects still allocated, by kind."
+            ))
+        }
         brokerPublishLatencyMax = registry.makeGauge(
             name: "chat_cluster_publish_latency_max_seconds", help: "Longest time from enqueue to broker confirm."
         )
@@ -107,6 +117,7 @@ struct ChatMetrics: Sendable {
 
     /// The text exposition format, for `GET /metrics`.
     func render() -> [UInt8] {
+        for (counter, gauge) in liveObjects { gauge.set(Int64(counter.count)) }
         var bytes: [UInt8] = []
         registry.emit(into: &bytes)
         return bytes

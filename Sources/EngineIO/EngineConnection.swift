@@ -58,7 +58,12 @@ public struct EngineHandshakeRequest: Sendable {
     public var uri: String
     public var headers: [(name: String, value: String)]
     public var query: [String: String]
+    /// The TCP peer's address (socket.io's `handshake.address`).
     public var remoteAddress: String?
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the one it
+    /// reported in `X-Forwarded-For` (see `EngineIOHTTPServerConfiguration.trustedProxies`).
+    /// Per-address limits use it.
+    public var clientAddress: String?
     public var isSecure: Bool
     /// Seconds since 1970.
     public var issuedAt: Double
@@ -69,12 +74,14 @@ public struct EngineHandshakeRequest: Sendable {
         query: [String: String],
         remoteAddress: String?,
         isSecure: Bool,
-        issuedAt: Double
+        issuedAt: Double,
+        clientAddress: String? = nil
     ) {
         self.uri = uri
         self.headers = headers
         self.query = query
         self.remoteAddress = remoteAddress
+        self.clientAddress = clientAddress ?? remoteAddress
         self.isSecure = isSecure
         self.issuedAt = issuedAt
     }

@@ -64,6 +64,12 @@ public struct EngineServerConfiguration: Sendable {
     public var webSocketMinimumFlushGap: TimeAmount = .milliseconds(1)
     /// TCP accept backlog: connections the kernel queues before the server accepts them.
     public var maxPendingConnections: Int = 1024
+    /// Browser origins served (checked on every request of this endpoint). Default: any,
+    /// as socket.io, which leaves origin checks to `allowRequest`.
+    public var allowedOrigins: EngineOriginPolicy = .any
+    /// socket.io's `allowRequest`: sees every handshake (after the origin check and the
+    /// server's admission caps) and may refuse it. nil: every handshake is allowed.
+    public var allowRequest: EngineAllowRequest? = nil
 
     public init() {}
 

@@ -41,6 +41,18 @@ struct SIOConformance: ParsableCommand {
     @Option(help: "Minimum gap between two WebSocket flushes of one connection, in milliseconds. The official suite's node `ws` client needs consecutive messages in separate TCP reads; a few ms keeps that true on a busy machine.")
     var webSocketFlushGap: Int64 = 10
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel = "notice"
+    // Hostile-client limits, for tests; the defaults (library defaults, any origin) keep the
+    // official suites passing.
+    @Option(help: "Allowed origins, comma-separated (* = any).") var allowedOrigins = "*"
+    @Option(help: "Trusted proxies (IPs or CIDR ranges), comma-separated.") var trustedProxies = ""
+    @Option(help: "HTTP headers timeout in milliseconds (0 = off).") var headersTimeout: Int64 = 60_000
+    @Option(help: "HTTP keep-alive idle timeout in milliseconds (0 = off).") var keepAliveTimeout: Int64 = 5_000
+    @Option(help: "HTTP request timeout in milliseconds (0 = off).") var requestTimeout: Int64 = 300_000
+    @Option(help: "Open TCP connections at most (0 = no cap).") var maxConnections = 0
+    @Option(help: "Open Engine.IO sessions at most (0 = no cap).") var maxSessions = 0
+    @Option(help: "Open sessions per client address (0 = no cap).") var maxSessionsPerAddress = 0
+    @Option(help: "Handshakes per second per client address (0 = no cap).") var handshakeRate: Double = 0
+    @Option(help: "Handshake burst per client address.") var handshakeBurst: Double = 20
 
     func serve() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .notice
@@ -56,10 +68,21 @@ struct SIOConformance: ParsableCommand {
         )
         engine.cors = EngineCORSConfiguration(allowedOrigins: .any)
         engine.webSocketMinimumFlushGap = .milliseconds(webSocketFlushGap)
+        engine.allowedOrigins = EngineOriginPolicy(allowing: allowedOrigins.split(separator: ",").map(String.init))
+        var http = EngineIOHTTPServerConfiguration(host: host, port: port)
+        http.trustedProxies = trustedProxies.split(separator: ",").map(String.init)
+        http.timeouts = HTTPConnectionTimeouts(
+            headers: .milliseconds(headersTimeout), keepAlive: .milliseconds(keepAliveTimeout), request: .milliseconds(requestTimeout)
+        )
+        http.admission.maxConnections = maxConnections > 0 ? maxConnections : nil
+        http.admission.maxSessions = maxSessions > 0 ? maxSessions : nil
+        http.admission.maxSessionsPerAddress = maxSessionsPerAddress > 0 ? maxSessionsPerAddress : nil
+        http.admission.handshakesPerSecondPerAddress = handshakeRate > 0 ? handshakeRate : nil
+        http.admission.handshakeBurstPerAddress = handshakeBurst
 
         let socketIO = makeSocketIOConformanceDelegate(connectTimeout: .milliseconds(connectTimeout))
         let server = EngineIOHTTPServer(
-            configuration: EngineIOHTTPServerConfiguration(host: host, port: port),
+            configuration: http,
             endpoints: [
                 EngineIOEndpoint(path: "/socket.io/", configuration: engine, delegate: socketIO),
                 EngineIOEndpoint(path: "/engine.io/", configuration: engine, delegate: EngineEchoDelegate()),
@@ -68,6 +91,9 @@ struct SIOConformance: ParsableCommand {
                 switch request.path {
                 case "/health", "/healthz", "/readyz":
                     HTTPFallbackResponse(status: .ok, contentType: "text/plain; charset=UTF-8", body: "ok")
+                case "/metrics":
+                    // What the churn tests read: objects still allocated per connection kind.
+                    HTTPFallbackResponse(status: .ok, contentType: "text/plain; version=0.0.4", body: LiveObjects.prometheusText)
                 default:
                     .notFound
                 }

@@ -51,10 +51,18 @@ public final class InMemoryAdapter: SocketIOAdapter {
     }
 
     private static func removeMember(_ socketId: String, from room: String, in table: inout RoomTable) {
-        guard var members = table.members[room] else { return }
-        members.remove(socketId)
-        table.members[room] = members.isEmpty ? nil : members
+        // In place: a copy of the set (take, remove, put back) made every leave of a big
+        // room cost its size, and a crowd leaving quadratic.
+        guard table.members[room]?.remove(socketId) != nil else { return }
+        if table.members[room]?.isEmpty == true { table.members[room] = nil }
     }
+
+    /// Rooms with at least one local member (for tests that check nothing is left behind).
+    var roomCount: Int { rooms.withLockedValue { $0.members.count } }
+    /// Sockets with at least one room.
+    var socketCount: Int { rooms.withLockedValue { $0.roomsOfSocket.count } }
+    /// Lost sessions a client may still restore.
+    var recoverableSessionCount: Int { sessions?.withLockedValue { $0.sessionCount } ?? 0 }
 
     public func sockets(in rooms: Set<String>) -> Set<String> {
         matchingSocketIds(BroadcastOptions(rooms: rooms))
@@ -183,6 +191,10 @@ public final class InMemoryAdapter: SocketIOAdapter {
 struct SessionStore {
     let configuration: ConnectionStateRecovery
     private var sessions: [String: (session: PersistedSession, lostAt: NIODeadline)] = [:]
+    /// Sessions in the order they were lost, so expiry looks only at the oldest ones
+    /// (a scan of every session on each disconnect made a disconnect storm quadratic).
+    private var lossOrder: [(privateId: String, lostAt: NIODeadline)] = []
+    private var lossOrderStart = 0
     private var log: [(offset: String, data: JSONValue, options: BroadcastOptions, at: NIODeadline)] = []
     private var logStart = 0
     /// Restored sockets not connected yet (they are not in the namespace's table, so a
@@ -224,6 +236,7 @@ struct SessionStore {
     mutating func persist(_ session: PersistedSession) {
         let now = NIODeadline.now()
         sessions[session.privateId] = (session, now)
+        lossOrder.append((session.privateId, now))
         prune(now: now)
     }
 
@@ -251,10 +264,20 @@ struct SessionStore {
     private mutating func prune(now: NIODeadline) {
         pruneLog(now: now)
         let oldest = now - configuration.maxDisconnectionDuration
-        if sessions.values.contains(where: { $0.lostAt < oldest }) {
-            sessions = sessions.filter { $0.value.lostAt >= oldest }
+        while lossOrderStart < lossOrder.count, lossOrder[lossOrderStart].lostAt < oldest {
+            let expired = lossOrder[lossOrderStart]
+            // A session lost again later has a newer entry; only the latest loss counts.
+            if sessions[expired.privateId]?.lostAt == expired.lostAt { sessions[expired.privateId] = nil }
+            lossOrderStart += 1
+        }
+        if lossOrderStart > 1024, lossOrderStart * 2 > lossOrder.count {
+            lossOrder.removeFirst(lossOrderStart)
+            lossOrderStart = 0
         }
     }
+
+    /// Sessions a client may still come back to.
+    var sessionCount: Int { sessions.count }
 
     private mutating func pruneLog(now: NIODeadline) {
         let oldest = now - configuration.maxDisconnectionDuration

@@ -142,6 +142,11 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
         self.handshakeHeaders = SocketIOHandshake.joinedHeaders(request.headers)
         self.handshakeAddress = request.remoteAddress ?? ""
         self.decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
+        LiveObjects.socketIOClients.created()
+    }
+
+    deinit {
+        LiveObjects.socketIOClients.destroyed()
     }
 
     func startConnectTimer() {

@@ -85,6 +85,11 @@ public final class SocketIOSocket: @unchecked Sendable {
             self.initialRooms = []
             self.recovered = false
         }
+        LiveObjects.socketIOSockets.created()
+    }
+
+    deinit {
+        LiveObjects.socketIOSockets.destroyed()
     }
 
     /// 20 random URL-safe characters (120 bits), like socket.io's ids.

@@ -11,6 +11,8 @@ struct EngineHTTPRoutes: Sendable {
     var fallback: HTTPFallbackHandler?
     var maxFallbackBodyBytes: Int
     var logger: Logger
+    /// Node-wide caps and the trusted proxies, shared by every connection.
+    var admission: EngineAdmissionControl
 
     func endpoint(for path: Substring) -> EngineIOEndpoint? {
         endpoints.first { $0.matches(path) }
@@ -92,6 +94,18 @@ final class EngineHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    /// A malformed request (NIO's protocol error handler has answered 400 already): nothing
+    /// more can be parsed on this connection, so it is closed now rather than left to a
+    /// timeout. Other errors pass (a refused WebSocket upgrade reports one, and its request
+    /// still gets its answer here).
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            context.close(promise: nil)
+        } else {
+            context.fireErrorCaught(error)
+        }
+    }
+
     // MARK: Engine.IO
 
     private func serveEngine(context: ChannelHandlerContext, head: HTTPRequestHead, endpoint: EngineIOEndpoint, query: [String: String]) {
@@ -114,7 +128,7 @@ final class EngineHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .failure(let error):
             respondError(context: context, head: head, error: error, cors: cors, closeConnection: isUpgrade)
         case .success(.handshake(.polling)):
-            let request = Self.handshakeRequest(head: head, query: query, channel: context.channel)
+            let request = Self.handshakeRequest(head: head, query: query, channel: context.channel, routes: routes)
             let session = endpoint.createSession(transport: .polling, on: context.eventLoop, handshake: request)
             respondPackets(context: context, head: head, packets: [session.openPacket], cors: cors)
             session.opened(webSocket: nil)
@@ -247,14 +261,45 @@ final class EngineHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    static func handshakeRequest(head: HTTPRequestHead, query: [String: String], channel: any Channel) -> EngineHandshakeRequest {
-        EngineHandshakeRequest(
+    /// Headers kept for the handshake (`socket.handshake.headers`). Node keeps up to 2,000
+    /// (`maxHeadersCount`); a browser sends about 20, so 100 leaves room for any proxy
+    /// chain while bounding what every CONNECT of the session reads.
+    static let maxHandshakeHeaders = 100
+
+    static func handshakeRequest(
+        head: HTTPRequestHead, query: [String: String], channel: any Channel, routes: EngineHTTPRoutes
+    ) -> EngineHandshakeRequest {
+        let peer = channel.remoteAddress
+        return handshakeRequest(head: head, query: query, peer: peer, client: routes.admission.clientAddress(head: head, peer: peer))
+    }
+
+    /// The request as the upper layer keeps it for the whole session, built once per
+    /// connection. Header names are lower-cased and repeated headers joined with ", " as
+    /// Node's `req.headers` does, so nothing above has to join them again (a CONNECT per
+    /// namespace used to, quadratically in the number of repeats); at most
+    /// `maxHandshakeHeaders` distinct names are kept, the first ones.
+    static func handshakeRequest(
+        head: HTTPRequestHead, query: [String: String], peer: SocketAddress?, client: IPAddress?
+    ) -> EngineHandshakeRequest {
+        var headers: [(name: String, value: String)] = []
+        var positions: [String: Int] = [:]
+        for header in head.headers {
+            let name = header.name.lowercased()
+            if let position = positions[name] {
+                headers[position].value += ", " + header.value
+            } else if headers.count < maxHandshakeHeaders {
+                positions[name] = headers.count
+                headers.append((name: name, value: header.value))
+            }
+        }
+        return EngineHandshakeRequest(
             uri: head.uri,
-            headers: head.headers.map { (name: $0.name, value: $0.value) },
+            headers: headers,
             query: query,
-            remoteAddress: channel.remoteAddress?.ipAddress,
+            remoteAddress: peer?.ipAddress,
             isSecure: false,
-            issuedAt: Date().timeIntervalSince1970
+            issuedAt: Date().timeIntervalSince1970,
+            clientAddress: client?.description
         )
     }
 }

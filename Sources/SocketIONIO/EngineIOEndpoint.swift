@@ -23,6 +23,8 @@ public final class EngineIOEndpoint: Sendable {
     /// locked; the session itself is then used only on its own loop.
     private let sessions = NIOLockedValueBox<[String: EngineSession]>([:])
     private let counts = NIOLockedValueBox(EngineConnectionCounts())
+    /// The serving server's node-wide caps, told about every session that opens and ends.
+    private let admission = NIOLockedValueBox<EngineAdmissionControl?>(nil)
 
     public init(
         path: String,
@@ -55,6 +57,10 @@ public final class EngineIOEndpoint: Sendable {
         requestPath == path || requestPath == path.dropLast()
     }
 
+    func attach(_ admission: EngineAdmissionControl) {
+        self.admission.withLockedValue { $0 = admission }
+    }
+
     func session(id: String) -> EngineSession? {
         sessions.withLockedValue { $0[id] }
     }
@@ -67,6 +73,7 @@ public final class EngineIOEndpoint: Sendable {
         counts.withLockedValue {
             if transport == .polling { $0.polling += 1 } else { $0.websocket += 1 }
         }
+        admission.withLockedValue { $0 }?.sessionOpened(address: Self.admissionKey(of: handshake))
         return session
     }
 
@@ -83,9 +90,14 @@ public final class EngineIOEndpoint: Sendable {
         }
     }
 
-    func sessionClosed(wasWebSocket: Bool) {
+    func sessionClosed(wasWebSocket: Bool, handshake: EngineHandshakeRequest) {
         counts.withLockedValue {
             if wasWebSocket { $0.websocket -= 1 } else { $0.polling -= 1 }
         }
+        admission.withLockedValue { $0 }?.sessionClosed(address: Self.admissionKey(of: handshake))
+    }
+
+    private static func admissionKey(of handshake: EngineHandshakeRequest) -> String? {
+        handshake.clientAddress.flatMap { IPAddress(Substring($0))?.admissionKey }
     }
 }

@@ -16,6 +16,18 @@ public struct EngineIOHTTPServerConfiguration: Sendable {
     /// How long shutdown waits for close frames and final polls to go out before it
     /// closes the remaining sockets.
     public var shutdownGracePeriod: TimeAmount = .milliseconds(300)
+    /// Node's headers, keep-alive and request timeouts (60 s, 5 s, 300 s). They time the
+    /// client sending requests only: not a parked long-poll GET, nor a WebSocket.
+    public var timeouts = HTTPConnectionTimeouts()
+    /// Node-wide caps on connections, sessions and handshakes (all off by default).
+    public var admission = EngineAdmissionLimits()
+    /// Proxies (IP addresses or CIDR ranges, e.g. `127.0.0.1`, `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client. Empty: the client is always the TCP peer.
+    /// Invalid entries make `start()` throw.
+    public var trustedProxies: [String] = []
+    /// Requests one connection may have waiting for answers (HTTP/1.1 pipelining); a
+    /// client with more is closed. Browsers never pipeline.
+    public var maxPipelinedRequests: Int = 16
 
     public init(host: String = "127.0.0.1", port: Int = 0) {
         self.host = host
@@ -27,6 +39,18 @@ public enum EngineIOHTTPServerError: Error, Sendable {
     case alreadyStarted
     /// Two endpoints claim the same path.
     case duplicateEndpointPath(String)
+    /// A configuration value cannot work; the text says which and why.
+    case invalidConfiguration(String)
+}
+
+extension EngineIOHTTPServerError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .alreadyStarted: "the HTTP server is already started"
+        case .duplicateEndpointPath(let path): "two Engine.IO endpoints share the path \(path)"
+        case .invalidConfiguration(let reason): reason
+        }
+    }
 }
 
 /// An HTTP/1.1 server on raw SwiftNIO that serves any number of Engine.IO endpoints by
@@ -46,6 +70,8 @@ public final class EngineIOHTTPServer: Sendable {
     public let configuration: EngineIOHTTPServerConfiguration
     public let endpoints: [EngineIOEndpoint]
     private let routes: EngineHTTPRoutes
+    /// Why the configuration cannot be served, reported by `start()`.
+    private let configurationError: String?
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
@@ -61,8 +87,19 @@ public final class EngineIOHTTPServer: Sendable {
     ) {
         self.configuration = configuration
         self.endpoints = endpoints
+        let proxies: TrustedProxies
+        do {
+            proxies = try TrustedProxies(configuration.trustedProxies)
+            configurationError = nil
+        } catch {
+            proxies = .none
+            configurationError = error.description
+        }
+        let admission = EngineAdmissionControl(limits: configuration.admission, trustedProxies: proxies)
+        for endpoint in endpoints { endpoint.attach(admission) }
         self.routes = EngineHTTPRoutes(
-            endpoints: endpoints, fallback: fallback, maxFallbackBodyBytes: configuration.maxFallbackBodyBytes, logger: logger
+            endpoints: endpoints, fallback: fallback, maxFallbackBodyBytes: configuration.maxFallbackBodyBytes, logger: logger,
+            admission: admission
         )
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
@@ -84,6 +121,7 @@ public final class EngineIOHTTPServer: Sendable {
     /// Binds and starts accepting. Returns once the socket is listening.
     public func start() async throws {
         if serverChannel.withLockedValue({ $0 != nil }) { throw EngineIOHTTPServerError.alreadyStarted }
+        if let configurationError { throw EngineIOHTTPServerError.invalidConfiguration(configurationError) }
         EngineMetrics.registerAll()
         var seen = Set<String>()
         for endpoint in endpoints where !seen.insert(endpoint.path).inserted {
@@ -93,6 +131,9 @@ public final class EngineIOHTTPServer: Sendable {
         let openChannels = self.openChannels
         let maxFrameSize = max(endpoints.map(\.configuration.maxPayload).max() ?? 1 << 20, 1 << 10)
         let backlog = endpoints.map(\.configuration.maxPendingConnections).max() ?? 1024
+        let maxConnections = configuration.admission.maxConnections
+        let timeouts = configuration.timeouts
+        let maxPipelinedRequests = configuration.maxPipelinedRequests
         let channel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: Int32(clamping: backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -100,9 +141,21 @@ public final class EngineIOHTTPServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 let id = ObjectIdentifier(channel)
-                openChannels.withLockedValue { $0[id] = channel }
+                let admitted = openChannels.withLockedValue { open in
+                    if let maxConnections, open.count >= maxConnections { return false }
+                    open[id] = channel
+                    return true
+                }
+                guard admitted else {
+                    // Node's `server.maxConnections`: the socket is closed unanswered, before
+                    // it costs a pipeline.
+                    EngineMetrics.admissionRefused(.maxConnections).increment()
+                    return channel.close()
+                }
                 channel.closeFuture.whenComplete { _ in _ = openChannels.withLockedValue { $0.removeValue(forKey: id) } }
-                return Self.configureChildChannel(channel, routes: routes, maxFrameSize: maxFrameSize)
+                return Self.configureChildChannel(
+                    channel, routes: routes, maxFrameSize: maxFrameSize, timeouts: timeouts, maxPipelinedRequests: maxPipelinedRequests
+                )
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
@@ -125,13 +178,18 @@ public final class EngineIOHTTPServer: Sendable {
     // MARK: Pipeline
 
     private static func configureChildChannel(
-        _ channel: any Channel, routes: EngineHTTPRoutes, maxFrameSize: Int
+        _ channel: any Channel, routes: EngineHTTPRoutes, maxFrameSize: Int, timeouts: HTTPConnectionTimeouts,
+        maxPipelinedRequests: Int
     ) -> EventLoopFuture<Void> {
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: maxFrameSize,
             automaticErrorHandling: true,
             shouldUpgrade: { channel, head in
-                channel.eventLoop.makeSucceededFuture(webSocketRole(head: head, routes: routes, channel: channel) == nil ? nil : HTTPHeaders())
+                guard webSocketRole(head: head, routes: routes, channel: channel) != nil else {
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
+                removeHTTPGuards(from: channel)
+                return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
             },
             upgradePipelineHandler: { channel, head in
                 guard let (role, endpoint) = webSocketRole(head: head, routes: routes, channel: channel) else {
@@ -154,8 +212,35 @@ public final class EngineIOHTTPServer: Sendable {
         )
         return channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations
+            // Reads stop while the client does not take our answers: pipelined requests
+            // then wait in the kernel, not in our memory as unsent responses.
+            try sync.addHandler(BackPressureHandler(), name: Self.backPressureName)
             try sync.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+            // Counted as parsed, before the pipelining handler queues them.
+            let pipelining = try sync.handler(type: HTTPServerPipelineHandler.self)
+            try sync.addHandler(HTTPPipeliningLimitHandler(limit: maxPipelinedRequests), name: HTTPPipeliningLimitHandler.name, position: .before(pipelining))
+            // All three before the upgrade handler: they see every request, upgrades included.
+            let upgradeHandler = try sync.handler(type: HTTPServerUpgradeHandler.self)
+            try sync.addHandler(HTTPWritabilityGate(), name: HTTPWritabilityGate.name, position: .before(upgradeHandler))
+            try sync.addHandler(HTTPConnectionTimeoutHandler(timeouts: timeouts), name: HTTPConnectionTimeoutHandler.name, position: .before(upgradeHandler))
+            try sync.addHandler(EngineRequestGate(routes: routes), name: EngineRequestGate.name, position: .before(upgradeHandler))
             try sync.addHandler(EngineHTTPHandler(routes: routes), name: EngineHTTPHandler.name)
+        }
+    }
+
+    private static let backPressureName = "back-pressure"
+
+    /// HTTP's guards do not apply to a WebSocket: Engine.IO's ping timeout times it, and its
+    /// outbound budget bounds what it may queue. They go as soon as the upgrade is decided,
+    /// before NIO removes its HTTP decoder: the decoder then passes on the bytes that followed
+    /// the upgrade request as raw bytes, which a handler expecting HTTP parts must never see.
+    private static func removeHTTPGuards(from channel: any Channel) {
+        let sync = channel.pipeline.syncOperations
+        for name in [
+            HTTPPipeliningLimitHandler.name, HTTPWritabilityGate.name, HTTPConnectionTimeoutHandler.name,
+            EngineRequestGate.name, backPressureName,
+        ] {
+            sync.removeHandler(name: name, promise: nil)
         }
     }
 
@@ -172,7 +257,7 @@ public final class EngineIOHTTPServer: Sendable {
         )
         switch kind {
         case .success(.handshake(.websocket)):
-            let request = EngineHTTPHandler.handshakeRequest(head: head, query: query, channel: channel)
+            let request = EngineHTTPHandler.handshakeRequest(head: head, query: query, channel: channel, routes: routes)
             return (.handshake(endpoint, request), endpoint)
         case .success(.session(let id, .websocket)):
             // A second WebSocket for an upgrading or upgraded session is accepted and then

@@ -63,6 +63,11 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
             pingTimeout: endpoint.configuration.pingTimeout,
             now: now
         )
+        LiveObjects.engineSessions.created()
+    }
+
+    deinit {
+        LiveObjects.engineSessions.destroyed()
     }
 
     var openPacket: EnginePacket {
@@ -191,6 +196,13 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         run(machine.closeRequested(.slowClient), request: nil)
     }
 
+    /// The WebSocket transport and the upgrade probe, where there are any (for tests that
+    /// check they are freed). On the loop.
+    var webSocketHandlers: [EngineWebSocketHandler] {
+        eventLoop.assertInEventLoop()
+        return [webSocket, probeWebSocket].compactMap { $0 }
+    }
+
     // MARK: Running actions
 
     private func run(_ action: EngineSessionStateMachine.Action, request: EventLoopPromise<PollAnswer>?) {
@@ -258,6 +270,9 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         if close.closeWebSocket { webSocket?.closeFromSession(code: .normalClosure) }
         probeWebSocket?.closeFromSession(code: .normalClosure)
         probeWebSocket = nil
+        // The handler holds the session too: keeping it here would keep both alive for
+        // as long as the process runs (one session, handler and handshake per connection).
+        webSocket = nil
         if close.finalPollPackets != nil {
             // Keep the sid for one more GET that collects the close packet, but not forever.
             let grace = endpoint.configuration.pingInterval + endpoint.configuration.pingTimeout
@@ -267,7 +282,7 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         } else {
             endpoint.unregister(self)
         }
-        endpoint.sessionClosed(wasWebSocket: transportNameBox.withLockedValue { $0 } == .websocket)
+        endpoint.sessionClosed(wasWebSocket: transportNameBox.withLockedValue { $0 } == .websocket, handshake: handshake)
         guard !didClose else { return }
         didClose = true
         let delegate = self.delegate

@@ -54,6 +54,10 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     private var waitingPackets: [EnginePacket] = []
     private var waitingBytes = 0
     private let outboundBudget: Int
+    /// Pongs written but not yet taken by the client. They share `outboundBudget` with the
+    /// waiting packets: a client that floods pings and never reads would otherwise grow
+    /// the server's write queue without bound.
+    private var controlBytesInFlight = 0
     /// The endpoint's limit; the shared frame decoder only knows the largest of all endpoints.
     private let maxPayload: Int
 
@@ -63,6 +67,11 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         self.channelLoop = channelLoop
         self.outboundBudget = max(outboundBudget, 1)
         self.minimumFlushGap = minimumFlushGap
+        LiveObjects.webSocketHandlers.created()
+    }
+
+    deinit {
+        LiveObjects.webSocketHandlers.destroyed()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -110,8 +119,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
             let packet = EnginePacketCodec.decodeBinaryFrame(frame.unmaskedData)
             toSession { $0.webSocketReceived(packet, from: $1) }
         case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            sendPong(context: context, payload: frame.unmaskedData)
         case .connectionClose:
             // Echo the close (RFC 6455 section 5.5.1), then let the peer go.
             sendCloseAndClose(context: context, code: .normalClosure)
@@ -129,6 +137,9 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func channelInactive(context: ChannelHandlerContext) {
         toSession { $0.webSocketClosed($1) }
+        // Nothing reaches the session from a closed channel any more; dropping it here
+        // means neither side has to outlive the other.
+        session = nil
         context.fireChannelInactive()
     }
 
@@ -179,7 +190,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         }
         waitingPackets.append(contentsOf: packets)
         waitingBytes += packets.reduce(0) { $0 + $1.approximateWireSize }
-        if waitingBytes > outboundBudget {
+        if waitingBytes + controlBytesInFlight > outboundBudget {
             waitingPackets = []
             waitingBytes = 0
             toSession { $0.webSocketOverflowed($1) }
@@ -250,6 +261,29 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         }
     }
 
+    /// What one queued control frame costs against the budget: its bytes and NIO's
+    /// bookkeeping for one pending write (a few hundred bytes), which dominates for the
+    /// tiny frames a ping flood makes.
+    static let controlFrameCost = 256
+
+    /// Answers a ping (RFC 6455 section 5.5.3), within the outbound budget: a client whose
+    /// pongs and waiting packets exceed it is closed as a slow client.
+    private func sendPong(context: ChannelHandlerContext, payload: ByteBuffer) {
+        guard !closing else { return }
+        let cost = payload.readableBytes + Self.controlFrameCost
+        if controlBytesInFlight + waitingBytes + cost > outboundBudget {
+            waitingPackets = []
+            waitingBytes = 0
+            toSession { $0.webSocketOverflowed($1) }
+            sendCloseAndClose(context: context, code: .policyViolation)
+            return
+        }
+        controlBytesInFlight += cost
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { _ in self.controlBytesInFlight -= cost }
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: written)
+    }
+
     /// Writes what is still waiting, then the close frame, then closes the socket.
     private func sendCloseAndClose(context: ChannelHandlerContext, code: WebSocketErrorCode) {
         guard !closing else { return }
@@ -262,10 +296,19 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
+            channel.close(promise: nil)
         }
+        // A client that stopped reading (the slow-client close, a ping timeout) never lets
+        // that write complete: without a deadline its socket, handler and session would
+        // stay open for good.
+        let grace = channel.eventLoop.scheduleTask(in: Self.closeFrameGracePeriod) { channel.close(promise: nil) }
+        channel.closeFuture.whenComplete { _ in grace.cancel() }
     }
+
+    /// How long a close frame may take to leave before the socket is closed without it.
+    static let closeFrameGracePeriod: TimeAmount = .seconds(2)
 
     private func onChannelLoop(_ body: @escaping @Sendable (EngineWebSocketHandler) -> Void) {
         if channelLoop.inEventLoop {

@@ -142,3 +142,23 @@ final class StatsMathTests: XCTestCase {
         XCTAssertEqual(FileDescriptorLimit.maxConnections(limit: 10), 0)
     }
 }
+
+final class ChurnMathTests: XCTestCase {
+    func testAFlatServerKeepsNothingPerCycle() throws {
+        let flat: [UInt64] = [90_000, 95_000, 96_000, 96_000, 96_000, 96_000]
+        let perCycle = try XCTUnwrap(ChurnMath.bytesKeptPerCycle(rssKiBAfterRound: flat, connectionsPerRound: 5000, warmUpRounds: 2))
+        XCTAssertEqual(perCycle, 0, accuracy: 0.001)
+    }
+
+    func testALeakIsTheSlopePerConnection() throws {
+        // 8.5 MB a round of 5,000 connections: about 1.7 KB each (the leak of issue #16).
+        let leaking: [UInt64] = [79_000, 87_300, 95_600, 103_900, 112_200]
+        let perCycle = try XCTUnwrap(ChurnMath.bytesKeptPerCycle(rssKiBAfterRound: leaking, connectionsPerRound: 5000, warmUpRounds: 1))
+        XCTAssertEqual(perCycle, 8300 * 1024 / 5000, accuracy: 0.01)
+    }
+
+    func testTooFewRoundsGiveNoFigure() {
+        XCTAssertNil(ChurnMath.bytesKeptPerCycle(rssKiBAfterRound: [1, 2, 3], connectionsPerRound: 10, warmUpRounds: 2))
+        XCTAssertNil(ChurnMath.bytesKeptPerCycle(rssKiBAfterRound: [1, 2, 3], connectionsPerRound: 0, warmUpRounds: 0))
+    }
+}

@@ -199,6 +199,11 @@ final class TestWebSocket: Sendable {
         try await channel.writeAndFlush(Self.maskedFrame(opcode: 0x1, payload: Array(text.utf8)))
     }
 
+    /// A close frame with status 1000.
+    func sendClose() async throws {
+        try await channel.writeAndFlush(Self.maskedFrame(opcode: 0x8, payload: [0x03, 0xE8]))
+    }
+
     func send(binary: [UInt8]) async throws {
         try await channel.writeAndFlush(Self.maskedFrame(opcode: 0x2, payload: binary))
     }
@@ -297,13 +302,16 @@ func withTestServer(
     configure: (inout EngineServerConfiguration) -> Void = { _ in },
     delegate: RecordingDelegate = RecordingDelegate(),
     fallback: HTTPFallbackHandler? = nil,
+    http configureHTTP: (inout EngineIOHTTPServerConfiguration) -> Void = { _ in },
     _ body: (EngineIOHTTPServer, Int, RecordingDelegate) async throws -> Void
 ) async throws {
     var configuration = EngineServerConfiguration(pingInterval: .milliseconds(300), pingTimeout: .milliseconds(200))
     configuration.webSocketMinimumFlushGap = .zero
     configure(&configuration)
+    var httpConfiguration = EngineIOHTTPServerConfiguration(host: "127.0.0.1", port: 0)
+    configureHTTP(&httpConfiguration)
     let server = EngineIOHTTPServer(
-        configuration: EngineIOHTTPServerConfiguration(host: "127.0.0.1", port: 0),
+        configuration: httpConfiguration,
         endpoints: [EngineIOEndpoint(path: "/engine.io/", configuration: configuration, delegate: delegate)],
         fallback: fallback
     )

@@ -48,6 +48,8 @@ final class FakeEngineConnection: EngineConnection, @unchecked Sendable {
             self.closed = true
             self.output.withLockedValue { $0.closeReason = reason }
             self.delegateStorage?.connectionDidClose(self, reason: reason)
+            // As a real session does: the upper layer is not kept past the close.
+            self.delegateStorage = nil
         }
     }
 

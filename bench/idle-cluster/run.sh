@@ -56,7 +56,7 @@ log() { echo "[idle-cluster $(date -u +%H:%M:%S)] $*" >&2; }
 for i in $(seq 0 $((nodes - 1))); do
     port=$((3600 + i))
     ( ulimit -n "$(ulimit -Hn)"; NODE_PORT="$port" HOST=127.0.0.1 ADAPTER=rabbitmq AMQP_URL="$amqp_url" NODE_NAME="idle-$i" \
-        PING_INTERVAL_MS="$ping_ms" CONNECT_RATE_LIMIT=1000000 CONNECT_BURST=1000000 LOG_LEVEL=warning exec "$bin/chat" ) > "$work/node-$i.log" 2>&1 &
+        PING_INTERVAL_MS="$ping_ms" MAX_SESSIONS_PER_ADDRESS=0 HANDSHAKE_RATE=0 CONNECT_RATE_LIMIT=1000000 CONNECT_BURST=1000000 LOG_LEVEL=warning exec "$bin/chat" ) > "$work/node-$i.log" 2>&1 &
     server_pids+=($!)
 done
 for i in $(seq 0 $((nodes - 1))); do
