@@ -55,7 +55,7 @@ final class ChatService: Sendable {
             socket.data = chosen.json
             socket.join(room)
         }
-        let address = socket.handshake.address
+        let address = socket.clientAddress
         let now = Self.now()
         let typingBucket = NIOLockedValueBox(TokenBucket(ratePerSecond: limits.typingPerSecond, burst: limits.typingBurst, now: now))
         let changeBucket = NIOLockedValueBox(TokenBucket(ratePerSecond: limits.roomChangesPerSecond, burst: limits.roomChangeBurst, now: now))

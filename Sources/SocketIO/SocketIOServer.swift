@@ -131,7 +131,8 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
     /// The handshake request's headers as `SocketIOHandshake` shows them, built once per
     /// connection rather than once per namespace CONNECT.
     let handshakeHeaders: [String: String]
-    /// The client address of the handshake request (`""` when unknown).
+    /// The client address of the handshake request: the peer's, or the one a trusted proxy
+    /// reported (`EngineHandshakeRequest.clientAddress`); `""` when unknown.
     let handshakeAddress: String
 
     init(server: SocketIOServer, connection: any EngineConnection) {
@@ -140,7 +141,7 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
         self.eventLoop = connection.eventLoop
         let request = connection.handshake
         self.handshakeHeaders = SocketIOHandshake.joinedHeaders(request.headers)
-        self.handshakeAddress = request.remoteAddress ?? ""
+        self.handshakeAddress = request.clientAddress ?? request.remoteAddress ?? ""
         self.decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
         LiveObjects.socketIOClients.created()
     }

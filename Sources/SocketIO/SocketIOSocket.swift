@@ -50,6 +50,9 @@ public final class SocketIOSocket: @unchecked Sendable {
     /// Whether connection state recovery restored this socket's session.
     public let recovered: Bool
     public var eventLoop: any EventLoop { client.eventLoop }
+    /// Who the client is for per-address limits: the TCP peer, or behind a trusted proxy the
+    /// address it reported (`handshake.address` stays the peer's, as in socket.io).
+    public var clientAddress: String { client.handshakeAddress }
     /// The Engine.IO connection carrying this socket.
     public var connection: any EngineConnection { client.connection }
 
