@@ -33,6 +33,9 @@ struct ClusterNodeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("room-aware"), help: "Bind per room and route room broadcasts by room.") var roomAware = false
     @Flag(name: .customLong("no-recovery"), help: "No connection state recovery: broadcasts travel through node queues, not the recovery stream.")
     var noRecovery = false
+    @Option(name: .customLong("answer-chat-presence"),
+            help: "Play a hostile peer of the chat: answer its presence queries (server-side emit 'chat-presence') with this JSON.")
+    var chatPresenceAnswer: String?
 
     func run() async throws {
         var logger = Logger(label: "sio-cluster-node.\(nodeName)")
@@ -56,6 +59,10 @@ struct ClusterNodeCommand: AsyncParsableCommand {
         configuration.logger = logger
         let io = SocketIOServer(configuration)
         installClusterTestHandlers(on: io, nodeName: nodeName, cluster: cluster)
+        if let chatPresenceAnswer {
+            let answer = try JSONValue(parsing: chatPresenceAnswer)
+            io.sockets.onServerSideEmit("chat-presence") { _, ack in ack?(answer) }
+        }
         try await io.start()
 
         let endpoint = EngineIOEndpoint(path: "/socket.io/", configuration: EngineServerConfiguration(), delegate: io, logger: logger)

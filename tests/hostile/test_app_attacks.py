@@ -242,6 +242,39 @@ def test_one_character_of_600_kilobytes_is_refused_and_never_reaches_the_history
     assert read_rss_kib(rabbit_node.pid) - rss_before < 64 * 1024, "RSS grew by more than 64 MiB"
 
 
+def test_a_huge_presence_count_from_another_node_saturates(rabbit_node):
+    # A peer (here sio-cluster-node playing a hostile one) answers the chat's presence query
+    # with count 2^63-1 and 5,000 names: adding the counts overflowed and trapped.
+    binary = chat_binary().parent / "sio-cluster-node"
+    if not binary.exists():
+        pytest.skip(f"{binary} missing: swift build --product sio-cluster-node")
+    answer = json.dumps({"members": [f"ghost{i}" for i in range(5_000)], "count": 9223372036854775807})
+    peer = subprocess.Popen([str(binary), "--port", "0", "--node-name", "hostile-peer", "--amqp-url", private_vhost_url(),
+                             "--no-recovery", "--heartbeat-interval", "1", "--answer-chat-presence", answer],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        assert peer.stdout is not None
+        for line in peer.stdout:
+            if "listening on" in line or time.monotonic() > deadline:
+                break
+        time.sleep(1.5)  # a heartbeat or two: the chat node counts the peer in its membership
+        room = "crowd-" + uuid.uuid4().hex[:8]
+        user = ChatUser(rabbit_node.url, name="ada", room=room)
+        user.wait_for(lambda: user.welcomes, timeout=10)
+        welcome = user.welcomes[0]
+        assert welcome["memberCount"] == 2**31 - 1, welcome["memberCount"]
+        assert len(welcome["members"]) == 100 and welcome["members"][0] == "ada"  # names capped, sorted
+        user.close()
+        assert_node_serves(rabbit_node)
+    finally:
+        peer.terminate()
+        try:
+            peer.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            peer.kill()
+
+
 # --- limits that follow the client across connections ------------------------------------
 
 
