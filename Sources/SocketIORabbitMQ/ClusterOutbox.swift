@@ -50,8 +50,8 @@ public struct ClusterOutbox<Item: Sendable>: Sendable {
     public private(set) var overflowCount: UInt64 = 0
 
     public init(capacity: Int, overflowPolicy: OutboxOverflowPolicy) {
-        precondition(capacity > 0, "an outbox needs room for at least one message")
-        self.capacity = capacity
+        // `RabbitMQAdapterOptions.validate` refuses 0 at start; here it counts as 1, not a trap.
+        self.capacity = max(capacity, 1)
         self.overflowPolicy = overflowPolicy
     }
 

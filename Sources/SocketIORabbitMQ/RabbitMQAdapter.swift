@@ -115,7 +115,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             ? nil : "\(cluster.options.exchangePrefix)#\(namespace.name)#recovery"
         self.state = NIOLockedValueBox(State(
             outbox: ClusterOutbox(capacity: cluster.options.outboxCapacity, overflowPolicy: cluster.options.outboxOverflowPolicy),
-            membership: ClusterMembership(heartbeatTimeoutNanoseconds: UInt64(cluster.options.heartbeatTimeoutSeconds * 1e9))))
+            membership: ClusterMembership(heartbeatTimeoutNanoseconds: RabbitMQAdapterOptions.clampedNanoseconds(cluster.options.heartbeatTimeoutSeconds))))
         (publishWakeupStream, publishWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (bindingChangeStream, bindingChanges) = AsyncStream<RoomBindingTracker.Operation>.makeStream()
     }
@@ -177,7 +177,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
         publishWakeups.yield()
 
-        let heartbeatNanoseconds = UInt64(options.heartbeatIntervalSeconds * 1e9)
+        let heartbeatNanoseconds = RabbitMQAdapterOptions.clampedNanoseconds(options.heartbeatIntervalSeconds)
         let started: [Task<Void, Never>] = [
             Task { [weak self] in
                 do {
@@ -527,7 +527,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         let localSockets = try await local.fetchSockets(options)
         guard !options.flags.local else { return localSockets }
         let selection = ClusterSocketSelection(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted())
-        let completion = await ask(.fetchSockets, timeoutNanoseconds: Int64(self.options.requestTimeoutSeconds * 1e9)) { request in
+        let completion = await ask(.fetchSockets, timeoutNanoseconds: Int64(RabbitMQAdapterOptions.clampedNanoseconds(self.options.requestTimeoutSeconds))) { request in
             .fetchSockets(request: request, selection: selection)
         }
         let remote = completion.sockets.compactMap { record -> SocketDescription? in
@@ -600,7 +600,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             _ = state.withLockedValue { $0.pendingClaims.removeValue(forKey: restoreId) }
             return nil
         }
-        let timeoutNanoseconds = UInt64(max(options.requestTimeoutSeconds, 0.1) * 1e9)
+        let timeoutNanoseconds = max(RabbitMQAdapterOptions.clampedNanoseconds(options.requestTimeoutSeconds), 100_000_000)
         guard let (decision, claimedAt) = await waitForClaim(restoreId, timeoutNanoseconds: timeoutNanoseconds) else {
             logger.warning("session restore: the claim did not come back from the recovery stream in time")
             return nil

@@ -26,3 +26,37 @@ public struct RabbitMQAdapterOptions: Sendable {
 
     public init() {}
 }
+
+/// An option `RabbitMQCluster.connect` cannot run with; the text names it and what it takes.
+public struct RabbitMQOptionsError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var option: String
+    public var expected: String
+
+    public var description: String { "RabbitMQAdapterOptions.\(option): expected \(expected)" }
+}
+
+extension RabbitMQAdapterOptions {
+    /// Checked by `RabbitMQCluster.connect`, so a mistake is one clear error at start rather
+    /// than a trap when a duration is converted (durations are clamped as well, see
+    /// `clampedNanoseconds`).
+    public func validate() throws(RabbitMQOptionsError) {
+        func seconds(_ value: Double, _ name: String) throws(RabbitMQOptionsError) {
+            guard value.isFinite, value > 0, value <= 86_400 else { throw RabbitMQOptionsError(option: name, expected: "0 < seconds <= 86400") }
+        }
+        try seconds(heartbeatIntervalSeconds, "heartbeatIntervalSeconds")
+        try seconds(heartbeatTimeoutSeconds, "heartbeatTimeoutSeconds")
+        try seconds(requestTimeoutSeconds, "requestTimeoutSeconds")
+        guard outboxCapacity >= 1 else { throw RabbitMQOptionsError(option: "outboxCapacity", expected: "at least 1") }
+        guard queueExpiresMilliseconds >= 1 else { throw RabbitMQOptionsError(option: "queueExpiresMilliseconds", expected: "at least 1") }
+        if let ttl = queueMessageTTLMilliseconds, ttl < 0 {
+            throw RabbitMQOptionsError(option: "queueMessageTTLMilliseconds", expected: "0 or more, or nil")
+        }
+        guard recoveryStreamMaxLengthBytes >= 1 else { throw RabbitMQOptionsError(option: "recoveryStreamMaxLengthBytes", expected: "at least 1") }
+    }
+
+    /// Seconds as nanoseconds, clamped to 0...one day: never a trapping conversion.
+    static func clampedNanoseconds(_ seconds: Double) -> UInt64 {
+        guard seconds.isFinite, seconds > 0 else { return 0 }
+        return UInt64(min(seconds, 86_400) * 1e9)
+    }
+}

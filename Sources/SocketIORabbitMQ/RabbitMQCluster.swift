@@ -33,6 +33,7 @@ public final class RabbitMQCluster: Sendable {
         urls: [String], nodeName: String, options: RabbitMQAdapterOptions = RabbitMQAdapterOptions(),
         logger: Logger = Logger(label: "socket.io.rabbitmq")
     ) async throws -> RabbitMQCluster {
+        try options.validate()
         var configuration = try AMQPConnectionConfiguration(urls: urls)
         configuration.connectionName = "socket.io node \(nodeName)"
         let connection = try await AMQPConnection.connect(configuration, logger: logger)
