@@ -93,6 +93,7 @@ struct ChatCommand: AsyncParsableCommand {
     var logLevel: String = Env.string("LOG_LEVEL") ?? "info"
 
     func run() async throws {
+        MallocArenas.limitToCoreCount()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
