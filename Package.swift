@@ -141,10 +141,11 @@ let package = Package(
 
         // MARK: Chat application
         .target(name: "ChatCore"),
+        .target(name: "CMallocTuning"),
         .executableTarget(
             name: "Chat",
             dependencies: [
-                "ChatCore", "EngineIO", "SocketIO", "SocketIONIO", "SocketIORabbitMQ", "AMQPClient", "AMQPProtocol",
+                "ChatCore", "CMallocTuning", "EngineIO", "SocketIO", "SocketIONIO", "SocketIORabbitMQ", "AMQPClient", "AMQPProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -151,6 +151,7 @@ struct ChatCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("chat: invalid configuration: \(error)\n".utf8))
             throw ExitCode(64)
         }
+        MallocArenas.limitToCoreCount()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
