@@ -275,6 +275,55 @@ def test_a_huge_presence_count_from_another_node_saturates(rabbit_node):
             peer.kill()
 
 
+@pytest.mark.parametrize("recovery", [True, False])
+def test_the_adapter_drops_a_broadcast_it_cannot_encode_and_the_node_lives(recovery):
+    # Below the chat's limits, at the library level: an application that lets a 66 KB room
+    # through. The cluster encoder used to trap; the adapter now delivers locally, drops the
+    # cluster copy, counts it and logs once.
+    if not broker_reachable():
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672")
+    binary = chat_binary().parent / "sio-cluster-node"
+    if not binary.exists():
+        pytest.skip(f"{binary} missing: swift build --product sio-cluster-node")
+    import socketio
+    from conftest import free_loopback_port
+    port = free_loopback_port()
+    args = [str(binary), "--port", str(port), "--node-name", "wide-room", "--amqp-url", private_vhost_url()]
+    peer = subprocess.Popen(args + ([] if recovery else ["--no-recovery"]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    try:
+        assert peer.stdout is not None
+        for line in peer.stdout:
+            output.append(line)
+            if "listening on" in line:
+                break
+        room = "\u1100" * 22_000
+        client = socketio.Client(reconnection=False)
+        received = []
+        client.on("broadcast", lambda *args: received.append(args[0]))
+        client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=10)
+        assert client.call("join", room, timeout=10) == room
+        for n in range(2):
+            assert client.call("broadcast", {"room": room, "payload": f"wide {n}"}, timeout=10) is True
+        deadline = time.monotonic() + 5
+        while len(received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received == ["wide 0", "wide 1"], "local delivery goes on"
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).json()
+        assert metrics["unencodable"] == 2, metrics
+        client.disconnect()
+        assert peer.poll() is None, "the node died"
+    finally:
+        peer.terminate()
+        try:
+            rest, _ = peer.communicate(timeout=5)
+            output.append(rest or "")
+        except subprocess.TimeoutExpired:
+            peer.kill()
+    log = "".join(output)
+    assert log.count("too large to encode") == 1, log[-2000:]
+
+
 # --- limits that follow the client across connections ------------------------------------
 
 
