@@ -59,6 +59,10 @@ public struct KeyedRateLimiter: Sendable {
     public let limit: RateLimit
     public let capacity: Int
     private var buckets: [String: TokenBucket] = [:]
+    /// Refilled buckets are also swept this often, so a table that never fills up does not
+    /// keep every address it ever saw (one O(n) pass a minute).
+    public static let sweepIntervalSeconds: Double = 60
+    private var lastSweep: Double?
 
     public init(limit: RateLimit, capacity: Int) {
         self.limit = limit
@@ -69,6 +73,12 @@ public struct KeyedRateLimiter: Sendable {
 
     /// Takes a token from `key`'s bucket (a new one, full, for a key not seen lately).
     public mutating func tryTake(_ key: String, now: Double) -> Bool {
+        if let lastSweep, now - lastSweep >= Self.sweepIntervalSeconds {
+            buckets = buckets.filter { !$0.value.isFull(at: now) }
+            self.lastSweep = now
+        } else if lastSweep == nil {
+            lastSweep = now
+        }
         if buckets[key] == nil, buckets.count >= capacity { prune(now: now) }
         var bucket = buckets.removeValue(forKey: key) ?? TokenBucket(ratePerSecond: limit.perSecond, burst: limit.burst, now: now)
         let taken = bucket.tryTake(now: now)

@@ -183,6 +183,16 @@ import Testing
         }
     }
 
+    @Test func refilledBucketsAreSweptOnceAMinuteEvenBelowCapacity() {
+        var limiter = KeyedRateLimiter(limit: RateLimit(perSecond: 1, burst: 1), capacity: 1_000)
+        for key in 0..<100 { _ = limiter.tryTake("addr-\(key)", now: 0) }
+        #expect(limiter.count == 100)
+        _ = limiter.tryTake("late", now: 30)
+        #expect(limiter.count == 101, "no sweep before a minute")
+        _ = limiter.tryTake("later", now: 61)
+        #expect(limiter.count == 1, "every refilled bucket was forgotten; only the new key remains")
+    }
+
     @Test func refilledBucketsAreForgottenFirst() {
         var limiter = KeyedRateLimiter(limit: RateLimit(perSecond: 1, burst: 1), capacity: 4)
         for key in ["a", "b", "c", "d"] { _ = limiter.tryTake(key, now: 0) }
