@@ -83,7 +83,7 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
     enum LogEvent: Sendable {
         case outboxFull(overflow: UInt64, policy: OutboxOverflowPolicy)
         /// A message could not be encoded (a field over the format's limits): dropped, counted.
-        case encodingFailed(ClusterMessageEncodingError)
+        case encodingFailed(ClusterMessageEncodingError, count: UInt64)
         case undecodable(ClusterMessageDecodingError)
         case streamMessageWithoutOffset
         case replaying(count: Int)
@@ -284,8 +284,11 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
             body = try ClusterMessageCodec.encode(message)
         } catch {
             // Dropped before it took a sequence number: peers see no gap, nothing waits for it.
+            // Logged at the 1st, 2nd, 4th, 8th... failure: a caller that keeps sending oversized
+            // messages cannot flood the log, and the line says how many so far.
             metrics.encodingFailures &+= 1
-            return ([.log(.encodingFailed(error))], false)
+            let count = metrics.encodingFailures
+            return (count & (count &- 1) == 0 ? [.log(.encodingFailed(error, count: count))] : [], false)
         }
         lastSequence &+= 1
         let outgoing = queue.map { ClusterOutgoing(body: body, exchange: "", routingKeys: [$0]) }

@@ -132,8 +132,10 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         switch event {
         case .outboxFull(let overflow, let policy):
             logger.warning("cluster outbox full; message dropped", metadata: ["overflow": "\(overflow)", "policy": "\(policy)"])
-        case .encodingFailed(let error):
-            logger.error("cluster message over the format's limits dropped", metadata: ["error": "\(error)", "namespace": "\(namespace.name)"])
+        case .encodingFailed(let error, let count):
+            logger.error("cluster message over the format's limits dropped", metadata: [
+                "error": "\(error)", "namespace": "\(namespace.name)", "droppedSoFar": "\(count)",
+            ])
         case .undecodable(let error):
             logger.warning("undecodable cluster message dropped", metadata: ["error": "\(error)"])
         case .streamMessageWithoutOffset:

@@ -146,8 +146,10 @@ private func remoteWork(_ actions: [Machine.Action]) -> [Machine.RemoteWork] {
         let tooLong = String(repeating: "x", count: 70_000)
         let actions = machine.send(.socketsJoin(selection: everyone, rooms: [tooLong]), now: 1)
         #expect(actions.count == 1)
-        #expect(actions.contains { if case .log(.encodingFailed(.stringTooLong(bytes: 70_000))) = $0 { true } else { false } })
+        #expect(actions.contains { if case .log(.encodingFailed(.stringTooLong(bytes: 70_000), count: 1)) = $0 { true } else { false } })
         #expect(machine.metricsSnapshot.encodingFailures == 1)
+        let logged = (2...8).map { _ in !machine.send(.socketsJoin(selection: everyone, rooms: [tooLong]), now: 1).isEmpty }
+        #expect(logged == [true, false, true, false, false, false, true], "logged at the 2nd, 4th and 8th")
         _ = machine.send(.adapterClose, now: 2)
         #expect(publishAll(&machine, now: 3).map(\.sequence) == [2], "the next message follows the hello")
     }
