@@ -14,39 +14,41 @@ extension ClusterAdapterStateMachine {
     }
 
     enum RecoverableBroadcastOutcome: Sendable {
-        /// Run these (a publisher wake-up, a log). Nobody has the packet yet: every node,
-        /// this one included, delivers it when it reads it from the stream.
-        case queued([Action])
-        /// Run these, and deliver the packet (without its offset: it has no place in the
-        /// stream) to this node's recipients now.
-        case deliverHere([Action])
-        /// The broker is away: call again holding the local delivery order, so the packet
-        /// delivered here at once cannot overtake one the stream consumer is delivering.
-        case needsDeliveryOrder
+        /// Run these. Connected: nobody has the packet yet, every node (this one included)
+        /// delivers it when it reads it from the stream. Broker away: they include this
+        /// node's delivery of the packet without offset, in order.
+        case done([Action])
+        /// Run these, and write the packet without offset to this node's recipients now:
+        /// the full outbox refused it (`rejectNew`) or it could not be encoded.
+        case refused([Action])
+        /// The broker is away: this node delivers the packet at once, without its offset
+        /// (it has no place in the stream yet). Call again with that encoding.
+        case needsPlainPacket
     }
 
-    /// A recoverable packet of this node (`packet` carries `offset`).
+    /// A recoverable packet of this node (`packet` carries `offset`; `plain` is the same
+    /// packet without it, encoded only when asked for).
     mutating func recoverableBroadcast(offset: String, selection: ClusterSocketSelection, packet: EncodedPacket,
-                                       holdsDeliveryOrder: Bool, now: UInt64) -> RecoverableBroadcastOutcome {
-        guard let streamName = configuration.recoveryStreamName else { return .deliverHere([]) }
+                                       plain: [EngineMessage]?, now: UInt64) -> RecoverableBroadcastOutcome {
+        guard let streamName = configuration.recoveryStreamName else { return .refused([]) }
         if outbox.isConnected {
             let (actions, kept) = enqueue(.recoverablePacket(offset: offset, selection: selection, packet: packet, deliveredByOrigin: false),
                                           toQueue: streamName, now: now)
-            // The full outbox refused it (`rejectNew`), or it could not be encoded: at least
-            // this node's clients get it.
-            guard kept else { return .deliverHere(actions) }
+            // At least this node's clients get a packet the cluster could not take.
+            guard kept else { return .refused(actions) }
             if ownUndelivered.count >= configuration.outboxCapacity { ownUndelivered.removeFirst() }
             ownUndelivered.append(OwnPacket(sequence: lastSequence, selection: selection, messages: packet.messages))
-            return .queued(actions)
+            return .done(actions)
         }
-        guard holdsDeliveryOrder else { return .needsDeliveryOrder }
-        // Local delivery never waits for RabbitMQ: this node's clients get it now; the other
-        // nodes get it from the stream once the outbox is flushed, and this node skips its
-        // record there.
+        guard let plain else { return .needsPlainPacket }
+        // Local delivery never waits for RabbitMQ: this node's clients get it now, behind
+        // whatever it is delivering already; the other nodes get it from the stream once
+        // the outbox is flushed, and this node skips its record there.
         let (actions, _) = enqueue(.recoverablePacket(offset: offset, selection: selection, packet: packet, deliveredByOrigin: true),
                                    toQueue: streamName, now: now)
         deliveredAtOnceUpTo = lastSequence
-        return .deliverHere(actions)
+        return .done(actions + inOrder([.deliver(messages: plain, rooms: Set(selection.rooms), except: Set(selection.exceptRooms),
+                                                 heldSockets: [], volatile: false)]))
     }
 
     // MARK: Reading the stream
@@ -54,7 +56,13 @@ extension ClusterAdapterStateMachine {
     /// One message of the recovery stream, read by the live consumer (`streamOffset` is the
     /// broker's `x-stream-offset` header). Its recoverable packets go to the local sockets
     /// they reach and to restores in progress; session records and claims feed the log.
+    /// Deliveries and woken restores run in order, behind what was decided before.
     mutating func streamBodyRead(_ body: ByteBuffer, streamOffset: Int64?, now: UInt64) -> [Action] {
+        let actions = streamBodyDecided(body, streamOffset: streamOffset, now: now)
+        return inOrder(actions)
+    }
+
+    private mutating func streamBodyDecided(_ body: ByteBuffer, streamOffset: Int64?, now: UInt64) -> [Action] {
         guard let streamOffset else {
             metrics.undecodable &+= 1
             return [.log(.streamMessageWithoutOffset)]
@@ -144,12 +152,14 @@ extension ClusterAdapterStateMachine {
         pendingClaims[id] = PendingClaim(offset: offset, deadline: deadline)
     }
 
-    /// The restore waits for its claim; resumed at once if the consumer has read it already.
+    /// The restore waits for its claim. If the consumer has read it already, the restore
+    /// resumes in order, behind the deliveries decided before the claim: one of those made
+    /// after the socket is back would reach it besides its replay.
     mutating func waitForClaim(id: String, waiter: Waiter) -> [Action] {
         guard var pending = pendingClaims[id] else { return [.resumeClaimWaiter(waiter, nil)] }
         if let outcome = pending.outcome {
             pendingClaims[id] = nil
-            return [.resumeClaimWaiter(waiter, outcome)]
+            return inOrder([.resumeClaimWaiter(waiter, outcome)])
         }
         pending.waiter = waiter
         pendingClaims[id] = pending

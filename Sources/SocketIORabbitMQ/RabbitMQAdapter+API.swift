@@ -73,30 +73,22 @@ extension RabbitMQAdapter {
         items.append(.string(offset))
         withOffset.data = .array(items)
         let encoded = EncodedPacket(messages: SocketIOPacketEncoder.encode(withOffset))
-        let decide = { (machine: inout Machine, holdsDeliveryOrder: Bool) in
-            machine.recoverableBroadcast(offset: offset, selection: selection, packet: encoded,
-                                         holdsDeliveryOrder: holdsDeliveryOrder, now: Self.now())
-        }
-        let deliverHere = { [self] in
-            namespace.deliver(SocketIOPacketEncoder.encode(packet), to: localRecipients(rooms: options.rooms, except: options.except))
-        }
-        switch machine.withLockedValue({ decide(&$0, false) }) {
-        case .queued(let actions):
-            run(actions)
-        case .deliverHere(let actions):
-            run(actions)
-            deliverHere()
-        case .needsDeliveryOrder:
-            localDeliveryOrder.withLock {
-                switch machine.withLockedValue({ decide(&$0, true) }) {
-                case .queued(let actions):
-                    run(actions)
-                case .needsDeliveryOrder:
-                    break  // only asked for when the order is not held
-                case .deliverHere(let actions):
-                    run(actions)
-                    deliverHere()
-                }
+        var plain: [EngineMessage]?
+        while true {
+            let withoutOffset = plain
+            switch machine.withLockedValue({
+                $0.recoverableBroadcast(offset: offset, selection: selection, packet: encoded, plain: withoutOffset, now: Self.now())
+            }) {
+            case .done(let actions):
+                return run(actions)
+            case .refused(let actions):
+                run(actions)
+                let messages = plain ?? SocketIOPacketEncoder.encode(packet)
+                return namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except))
+            case .needsPlainPacket:
+                // Asked for at most once: with `plain` set the machine never asks again.
+                guard plain == nil else { return }
+                plain = SocketIOPacketEncoder.encode(packet)
             }
         }
     }

@@ -22,7 +22,7 @@ extension RabbitMQAdapter {
                 } catch {
                     // Connection lost or not connected: everything unconfirmed waits for
                     // recovery; this node's packets in flight are delivered here, in order.
-                    localDeliveryOrder.withLock { feed { machine, _ in machine.publishFailed(batch) } }
+                    feed { machine, _ in machine.publishFailed(batch) }
                 }
             }
         }

@@ -72,10 +72,7 @@ extension RabbitMQAdapter {
                 var handled = 0
                 for try await message in current {
                     let offset = Self.streamOffset(of: message)
-                    // Local deliveries of recoverable packets keep the machine's order.
-                    localDeliveryOrder.withLock {
-                        feed { machine, now in machine.streamBodyRead(message.body, streamOffset: offset, now: now) }
-                    }
+                    feed { machine, now in machine.streamBodyRead(message.body, streamOffset: offset, now: now) }
                     handled += 1
                     if handled % Self.ackBatch == 0 { try? await message.ack(multiple: true) }
                 }

@@ -17,9 +17,9 @@ import SocketIO
 /// topology and binding changes (+Topology), work for other nodes (+RemoteWork).
 ///
 /// Concurrency: the machine sits behind one lock, held only to feed it one event; actions run
-/// after it is released. Timers run on the AMQP connection's event loop. A second lock,
-/// `localDeliveryOrder` (taken before the machine's), keeps this node's local deliveries of
-/// recoverable packets in the order the machine decided them.
+/// after it is released. Timers run on the AMQP connection's event loop. Deliveries whose
+/// order matters (recoverable packets) queue in the machine; whoever is told to
+/// `.deliverInOrder` makes them, in the machine's order, with no lock held.
 public final class RabbitMQAdapter: SocketIOAdapter {
     typealias Machine = ClusterAdapterStateMachine<Waiter>
 
@@ -43,7 +43,6 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     let options: RabbitMQAdapterOptions
     let logger: Logger
     let machine: NIOLockedValueBox<Machine>
-    let localDeliveryOrder = NIOLock()
     let publishWakeups: AsyncStream<Void>.Continuation
     let publishWakeupStream: AsyncStream<Void>
     let bindingWakeups: AsyncStream<Void>.Continuation
@@ -93,6 +92,14 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             switch action {
             case .deliver(let messages, let rooms, let except, let held, let volatile):
                 namespace.deliver(messages, to: localRecipients(rooms: rooms, except: except, held: held), volatile: volatile)
+            case .deliverInOrder:
+                // This caller took the turn: it makes every ordered delivery, its own and
+                // those queued meanwhile by others, until none is left.
+                while true {
+                    let ordered = machine.withLockedValue { $0.nextOrderedActions() }
+                    if ordered.isEmpty { break }
+                    run(ordered)
+                }
             case .wakePublisher:
                 publishWakeups.yield()
             case .wakeBindingRunner:
@@ -186,7 +193,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     static let closeDrainNanoseconds: UInt64 = 500_000_000
 
     func brokerConnectionLost() {
-        localDeliveryOrder.withLock { feed { machine, _ in machine.connectionLost() } }
+        feed { machine, _ in machine.connectionLost() }
     }
 
     func brokerConnectionRecovered() {

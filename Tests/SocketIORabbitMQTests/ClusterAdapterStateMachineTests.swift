@@ -33,6 +33,31 @@ private func publishAll(_ machine: inout Machine, now: UInt64) -> [ClusterMessag
     return messages
 }
 
+extension ClusterAdapterStateMachine {
+    /// Takes the `.deliverInOrder` turn at once, as the adapter does: the ordered actions
+    /// replace it, in order.
+    mutating func settled(_ actions: [Action]) -> [Action] {
+        var result: [Action] = []
+        for action in actions {
+            guard case .deliverInOrder = action else {
+                result.append(action)
+                continue
+            }
+            while true {
+                let next = nextOrderedActions()
+                if next.isEmpty { break }
+                result += next
+            }
+        }
+        return result
+    }
+
+    mutating func streamRead(_ body: ByteBuffer, streamOffset: Int64?, now: UInt64) -> [Action] {
+        let actions = streamBodyRead(body, streamOffset: streamOffset, now: now)
+        return settled(actions)
+    }
+}
+
 private func hasBatch(_ machine: inout Machine) -> Bool { machine.nextBatch() != nil }
 
 private func decode(_ batch: Machine.PublishBatch) -> [ClusterMessage] {
@@ -349,14 +374,14 @@ private func remoteWork(_ actions: [Machine.Action]) -> [Machine.RemoteWork] {
     /// A packet of this node read back from the stream, as the broker would hand it over.
     private func readBack(_ machine: inout Machine, _ sent: [ClusterMessage], at offset: Int64, now: UInt64 = 5) -> [Machine.Action] {
         let bodies = sent.compactMap { try? ClusterMessageCodec.encode($0) }
-        return machine.streamBodyRead(ClusterBatchCodec.encode(bodies), streamOffset: offset, now: now)
+        return machine.streamRead(ClusterBatchCodec.encode(bodies), streamOffset: offset, now: now)
     }
 
     @Test func aRecoverablePacketIsDeliveredHereOnlyWhenReadBackFromTheStream() {
         var machine = makeMachine(recovery: true)
         let offset = machine.nextRecoveryOffset()
         #expect(offset == "a-1")
-        guard case .queued(let actions) = machine.recoverableBroadcast(offset: offset, selection: everyone, packet: hello, holdsDeliveryOrder: false, now: 1) else {
+        guard case .done(let actions) = machine.recoverableBroadcast(offset: offset, selection: everyone, packet: hello, plain: nil, now: 1) else {
             Issue.record("not queued"); return
         }
         #expect(deliveries(actions).isEmpty)
@@ -370,12 +395,14 @@ private func remoteWork(_ actions: [Machine.Action]) -> [Machine.RemoteWork] {
         var machine = makeMachine(recovery: true)
         _ = machine.connectionLost()
         let offset = machine.nextRecoveryOffset()
-        guard case .needsDeliveryOrder = machine.recoverableBroadcast(offset: offset, selection: everyone, packet: hello, holdsDeliveryOrder: false, now: 1) else {
-            Issue.record("must ask for the delivery order"); return
+        guard case .needsPlainPacket = machine.recoverableBroadcast(offset: offset, selection: everyone, packet: hello, plain: nil, now: 1) else {
+            Issue.record("must ask for the packet without offset"); return
         }
-        guard case .deliverHere = machine.recoverableBroadcast(offset: offset, selection: everyone, packet: hello, holdsDeliveryOrder: true, now: 1) else {
-            Issue.record("not delivered at once"); return
+        let plain = [EngineMessage(text: "2[\"hi\"]")]
+        guard case .done(let decided) = machine.recoverableBroadcast(offset: offset, selection: everyone, packet: hello, plain: plain, now: 1) else {
+            Issue.record("not decided"); return
         }
+        #expect(deliveries(machine.settled(decided)).map(\.messages) == [plain], "delivered here at once, without offset")
         _ = machine.connectionRecovered(now: 2)
         let sent = publishAll(&machine, now: 3)
         guard case .recoverablePacket(_, _, _, let deliveredByOrigin)? = sent.first?.payload else { Issue.record("not replayed"); return }
@@ -386,16 +413,17 @@ private func remoteWork(_ actions: [Machine.Action]) -> [Machine.RemoteWork] {
     @Test func aRefusedPacketStillReachesThisNodesClients() {
         var machine = makeMachine(recovery: true, capacity: 1, policy: .rejectNew)
         _ = machine.send(.adapterClose, now: 1)  // fills the outbox (unconfirmed)
-        guard case .deliverHere = machine.recoverableBroadcast(offset: "a-1", selection: everyone, packet: hello, holdsDeliveryOrder: false, now: 2) else {
+        guard case .refused = machine.recoverableBroadcast(offset: "a-1", selection: everyone, packet: hello, plain: nil, now: 2) else {
             Issue.record("refused packet not delivered here"); return
         }
     }
 
     @Test func aConnectionLossDeliversOwnPacketsInFlightWhoseRecordsAreThenSkipped() {
         var machine = makeMachine(recovery: true)
-        _ = machine.recoverableBroadcast(offset: "a-1", selection: everyone, packet: hello, holdsDeliveryOrder: false, now: 1)
+        _ = machine.recoverableBroadcast(offset: "a-1", selection: everyone, packet: hello, plain: nil, now: 1)
         guard let batch = machine.nextBatch() else { Issue.record("no batch"); return }
-        #expect(deliveries(machine.publishFailed(batch)).map(\.messages) == [hello.messages])
+        let failed = machine.publishFailed(batch)
+        #expect(deliveries(machine.settled(failed)).map(\.messages) == [hello.messages])
         _ = machine.connectionRecovered(now: 2)
         let sent = publishAll(&machine, now: 3)
         #expect(deliveries(readBack(&machine, sent, at: 1)).isEmpty, "delivered already when the connection dropped")
@@ -404,34 +432,73 @@ private func remoteWork(_ actions: [Machine.Action]) -> [Machine.RemoteWork] {
     @Test func anotherNodesCopiesInTheStreamAreDeliveredOnce() {
         var machine = makeMachine(recovery: true)
         let record = body(sequence: 4, .recoverablePacket(offset: "b-1", selection: everyone, packet: hello, deliveredByOrigin: false))
-        #expect(deliveries(machine.streamBodyRead(record, streamOffset: 1, now: 1)).count == 1)
-        #expect(deliveries(machine.streamBodyRead(record, streamOffset: 2, now: 1)).isEmpty, "re-published after an outage")
-        #expect(machine.streamBodyRead(record, streamOffset: nil, now: 1).count == 1, "no offset: logged")
+        #expect(deliveries(machine.streamRead(record, streamOffset: 1, now: 1)).count == 1)
+        #expect(deliveries(machine.streamRead(record, streamOffset: 2, now: 1)).isEmpty, "re-published after an outage")
+        #expect(machine.streamRead(record, streamOffset: nil, now: 1).count == 1, "no offset: logged")
         #expect(machine.metricsSnapshot.undecodable == 1)
     }
 
     @Test func aClaimReadBeforeItsRestoreWaitsIsDecidedAndHeld() {
         var machine = makeMachine(recovery: true)
         let session = SessionRecord(privateId: "p", socketId: "s", rooms: ["s"], data: hello)
-        _ = machine.streamBodyRead(body(sequence: 1, .sessionRecord(session)), streamOffset: 1, now: 1)
-        _ = machine.streamBodyRead(body(sequence: 2, .recoverablePacket(offset: "b-1", selection: everyone, packet: hello, deliveredByOrigin: false)),
+        _ = machine.streamRead(body(sequence: 1, .sessionRecord(session)), streamOffset: 1, now: 1)
+        _ = machine.streamRead(body(sequence: 2, .recoverablePacket(offset: "b-1", selection: everyone, packet: hello, deliveredByOrigin: false)),
                                    streamOffset: 2, now: 2)
         let missed = EncodedPacket(messages: [EngineMessage(text: "2[\"missed\"]")])
-        _ = machine.streamBodyRead(body(sequence: 3, .recoverablePacket(offset: "b-2", selection: everyone, packet: missed, deliveredByOrigin: false)),
+        _ = machine.streamRead(body(sequence: 3, .recoverablePacket(offset: "b-2", selection: everyone, packet: missed, deliveredByOrigin: false)),
                                    streamOffset: 3, now: 3)
         machine.claimQueued(id: "claim", offset: "b-1", deadline: 100)
-        #expect(machine.streamBodyRead(body(from: "a", sequence: 9, .restoreClaim(id: "claim", privateId: "p")), streamOffset: 4, now: 4).isEmpty)
+        #expect(machine.streamRead(body(from: "a", sequence: 9, .restoreClaim(id: "claim", privateId: "p")), streamOffset: 4, now: 4).isEmpty)
         // After the claim: the restoring socket gets it from its hold, not directly.
         let after = EncodedPacket(messages: [EngineMessage(text: "2[\"after\"]")])
-        let live = machine.streamBodyRead(body(sequence: 4, .recoverablePacket(offset: "b-3", selection: everyone, packet: after, deliveredByOrigin: false)),
+        let live = machine.streamRead(body(sequence: 4, .recoverablePacket(offset: "b-3", selection: everyone, packet: after, deliveredByOrigin: false)),
                                           streamOffset: 5, now: 5)
         #expect(deliveries(live).first?.held == ["s"])
-        let resumed = claimsResumed(machine.waitForClaim(id: "claim", waiter: "restore"))
+        let waited = machine.waitForClaim(id: "claim", waiter: "restore")
+        let resumed = claimsResumed(machine.settled(waited))
         guard case .restored(let found, let packets)? = resumed.first?.outcome?.decision else { Issue.record("not restored"); return }
         #expect(found.record.socketId == "s")
         #expect(packets.map(\.packet) == [missed])
         #expect(machine.restoredSocketConnecting("s").packets == [after.messages])
         #expect(machine.restoredSocketConnecting("s").packets.isEmpty, "released once")
+    }
+
+    @Test func orderedDeliveriesKeepTheDecidedOrderWhoeverMakesThem() {
+        var machine = makeMachine(recovery: true)
+        let first = body(sequence: 1, .recoverablePacket(offset: "b-1", selection: everyone, packet: hello, deliveredByOrigin: false))
+        let second = EncodedPacket(messages: [EngineMessage(text: "2[\"second\"]")])
+        let turn = machine.streamBodyRead(first, streamOffset: 1, now: 1)
+        #expect(deliveries(turn).isEmpty, "the first reader takes the turn")
+        #expect(turn.contains { if case .deliverInOrder = $0 { true } else { false } })
+        // While the turn-holder is writing, another delivery is decided: it queues behind.
+        let queued = machine.streamBodyRead(body(sequence: 2, .recoverablePacket(offset: "b-2", selection: everyone, packet: second, deliveredByOrigin: false)),
+                                            streamOffset: 2, now: 2)
+        #expect(queued.isEmpty)
+        #expect(deliveries(machine.nextOrderedActions()).map(\.messages) == [hello.messages, second.messages])
+        #expect(machine.nextOrderedActions().isEmpty, "nothing left ends the turn")
+        let next = machine.streamBodyRead(body(sequence: 3, .recoverablePacket(offset: "b-3", selection: everyone, packet: hello, deliveredByOrigin: false)),
+                                          streamOffset: 3, now: 3)
+        #expect(next.contains { if case .deliverInOrder = $0 { true } else { false } }, "the next one takes a new turn")
+    }
+
+    @Test func aRestoreWhoseClaimWasReadResumesBehindTheDeliveriesBeforeIt() {
+        var machine = makeMachine(recovery: true)
+        _ = machine.streamRead(body(sequence: 1, .sessionRecord(SessionRecord(privateId: "p", socketId: "s", rooms: [], data: hello))),
+                               streamOffset: 1, now: 1)
+        _ = machine.streamRead(body(sequence: 2, .recoverablePacket(offset: "b-1", selection: everyone, packet: hello, deliveredByOrigin: false)),
+                               streamOffset: 2, now: 2)
+        machine.claimQueued(id: "claim", offset: "b-1", deadline: 100)
+        let before = EncodedPacket(messages: [EngineMessage(text: "2[\"before the claim\"]")])
+        // Read but not yet written when the claim is read:
+        _ = machine.streamBodyRead(body(sequence: 3, .recoverablePacket(offset: "b-2", selection: everyone, packet: before, deliveredByOrigin: false)),
+                                   streamOffset: 3, now: 3)
+        _ = machine.streamBodyRead(body(from: "a", sequence: 9, .restoreClaim(id: "claim", privateId: "p")), streamOffset: 4, now: 4)
+        #expect(machine.waitForClaim(id: "claim", waiter: "restore").isEmpty, "behind the turn in progress")
+        let ordered = machine.nextOrderedActions()
+        #expect(ordered.count == 2)
+        guard case .deliver = ordered.first, case .resumeClaimWaiter("restore", _)? = ordered.last else {
+            Issue.record("the restore must resume after the delivery decided before its claim"); return
+        }
     }
 
     @Test func aClaimThatNeverComesBackTimesOut() {
@@ -446,7 +513,7 @@ private func remoteWork(_ actions: [Machine.Action]) -> [Machine.RemoteWork] {
 
     @Test func aStreamConsumerCancelledByTheBrokerMakesTheNodeNotReadyUntilRestarted() {
         var machine = makeMachine(recovery: true)
-        _ = machine.streamBodyRead(body(sequence: 1, .sessionRecord(SessionRecord(privateId: "p", socketId: "s", rooms: [], data: hello))),
+        _ = machine.streamRead(body(sequence: 1, .sessionRecord(SessionRecord(privateId: "p", socketId: "s", rooms: [], data: hello))),
                                    streamOffset: 7, now: 1)
         _ = machine.streamConsumerEnded()
         #expect(!machine.isReady)
