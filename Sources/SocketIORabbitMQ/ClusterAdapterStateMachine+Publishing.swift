@@ -21,7 +21,8 @@ extension ClusterAdapterStateMachine {
         while true {
             let streamName = configuration.recoveryStreamName
             let batch = PublishBatching.takeBatch(
-                from: &pendingJobs, maxMessages: configuration.maxBatchMessages, maxBytes: configuration.maxBatchBytes,
+                // A batch counts its messages in 16 bits.
+                from: &pendingJobs, maxMessages: min(max(configuration.maxBatchMessages, 1), Int(UInt16.max)), maxBytes: configuration.maxBatchBytes,
                 destination: { "\($0.epoch)|\($0.outgoing.exchange)|\($0.outgoing.routingKeys.joined(separator: ","))" },
                 size: { $0.outgoing.body.readableBytes },
                 mayBeReordered: { job in streamName.map { job.outgoing.exchange.isEmpty && job.outgoing.routingKeys == [$0] } ?? false })
