@@ -501,6 +501,82 @@ private func remoteWork(_ actions: [Machine.Action]) -> [Machine.RemoteWork] {
         }
     }
 
+    @Test func aYoungNodeHoldsEverythingAfterTheClaimUntilItsScanNamesTheSession() {
+        var machine = makeMachine(recovery: true)
+        machine.claimQueued(id: "claim", offset: "b-1", deadline: 100)
+        // Started at 0 with a window of 1,000: at 4 the log cannot know the session.
+        _ = machine.streamRead(body(from: "a", sequence: 9, .restoreClaim(id: "claim", privateId: "p")), streamOffset: 1, now: 4)
+        let waited = machine.waitForClaim(id: "claim", waiter: "restore")
+        guard case .unknown? = claimsResumed(machine.settled(waited)).first?.outcome?.decision else { Issue.record("not unknown"); return }
+        let other = EncodedPacket(messages: [EngineMessage(text: "2[\"elsewhere\"]")])
+        let mine = EncodedPacket(messages: [EngineMessage(text: "2[\"mine\"]")])
+        _ = machine.streamRead(body(sequence: 1, .recoverablePacket(offset: "b-2", selection: .init(rooms: ["x"]), packet: other, deliveredByOrigin: false)),
+                               streamOffset: 2, now: 5)
+        _ = machine.streamRead(body(sequence: 2, .recoverablePacket(offset: "b-3", selection: .init(rooms: ["s"]), packet: mine, deliveredByOrigin: false)),
+                               streamOffset: 3, now: 6)
+        let session = ClaimedSession(record: SessionRecord(privateId: "p", socketId: "s", rooms: ["s"], data: hello), origin: "b", sequence: 0)
+        machine.scanFinished(id: "claim", session: session, claimedAt: StreamPosition(offset: 1))
+        #expect(machine.restoredSocketConnecting("s").packets == [mine.messages], "only what reaches the session's rooms")
+    }
+
+    @Test func aScanThatFindsNothingOrAnAbandonedRestoreEndsTheHold() {
+        var machine = makeMachine(recovery: true)
+        machine.claimQueued(id: "claim", offset: "b-1", deadline: 100)
+        _ = machine.streamRead(body(from: "a", sequence: 9, .restoreClaim(id: "claim", privateId: "p")), streamOffset: 1, now: 4)
+        #expect(machine.restoreHolds.count == 1)
+        machine.scanFinished(id: "claim", session: nil, claimedAt: StreamPosition(offset: 1))
+        #expect(machine.restoreHolds.isEmpty)
+
+        let session = SessionRecord(privateId: "q", socketId: "t", rooms: [], data: hello)
+        _ = machine.streamRead(body(sequence: 1, .sessionRecord(session)), streamOffset: 2, now: 5)
+        _ = machine.streamRead(body(sequence: 2, .recoverablePacket(offset: "b-1", selection: everyone, packet: hello, deliveredByOrigin: false)),
+                               streamOffset: 3, now: 6)
+        machine.claimQueued(id: "again", offset: "b-1", deadline: 100)
+        _ = machine.streamRead(body(from: "a", sequence: 10, .restoreClaim(id: "again", privateId: "q")), streamOffset: 4, now: 7)
+        #expect(machine.restoreHolds.count == 1)
+        machine.restoreAbandoned("t")
+        #expect(machine.restoreHolds.isEmpty)
+        let live = machine.streamRead(body(sequence: 3, .recoverablePacket(offset: "b-2", selection: everyone, packet: hello, deliveredByOrigin: false)),
+                                      streamOffset: 5, now: 8)
+        #expect(deliveries(live).first?.held == [], "an abandoned restore holds nothing back")
+    }
+
+    @Test func aSessionIsRestoredOnceWhicheverNodeClaimsFirst() {
+        var machine = makeMachine(recovery: true)
+        let session = SessionRecord(privateId: "p", socketId: "s", rooms: [], data: hello)
+        _ = machine.streamRead(body(sequence: 1, .sessionRecord(session)), streamOffset: 1, now: 1)
+        _ = machine.streamRead(body(sequence: 2, .recoverablePacket(offset: "b-1", selection: everyone, packet: hello, deliveredByOrigin: false)),
+                               streamOffset: 2, now: 2)
+        // Another node's claim comes first in the stream.
+        _ = machine.streamRead(body(from: "c", sequence: 1, .restoreClaim(id: "c-claim", privateId: "p")), streamOffset: 3, now: 3)
+        machine.claimQueued(id: "claim", offset: "b-1", deadline: 100)
+        _ = machine.streamRead(body(from: "a", sequence: 9, .restoreClaim(id: "claim", privateId: "p")), streamOffset: 4, now: 4)
+        let waited = machine.waitForClaim(id: "claim", waiter: "restore")
+        guard case .refused(.alreadyClaimed)? = claimsResumed(machine.settled(waited)).first?.outcome?.decision else {
+            Issue.record("a second claim must be refused"); return
+        }
+        #expect(machine.restoreHolds.isEmpty, "a refused claim holds nothing")
+    }
+
+    @Test func aHoldWhoseSocketNeverCameIsDroppedAfterItsLifetime() {
+        var machine = makeMachine(recovery: true)
+        machine.claimQueued(id: "claim", offset: "b-1", deadline: 100)
+        _ = machine.streamRead(body(from: "a", sequence: 9, .restoreClaim(id: "claim", privateId: "p")), streamOffset: 1, now: 4)
+        _ = machine.heartbeatTick(now: 4 + 299_999_999_999)
+        #expect(machine.restoreHolds.count == 1)
+        _ = machine.heartbeatTick(now: 4 + 300_000_000_000)
+        #expect(machine.restoreHolds.isEmpty)
+    }
+
+    @Test func aClosedAdapterIgnoresARecoveryAndAConsumerEnd() {
+        var machine = makeMachine(recovery: true)
+        _ = machine.closeRequested(now: 1)
+        _ = machine.connectionLost()
+        #expect(machine.connectionRecovered(now: 2).isEmpty)
+        #expect(machine.streamConsumerEnded().isEmpty)
+        #expect(machine.nodeConsumerEnded().isEmpty)
+    }
+
     @Test func aClaimThatNeverComesBackTimesOut() {
         var machine = makeMachine(recovery: true)
         machine.claimQueued(id: "claim", offset: "x", deadline: 100)
