@@ -174,6 +174,15 @@ public enum ClusterMessageDecodingError: Error, Sendable, Hashable {
     case trailingBytes(Int)
 }
 
+/// Why a message could not be encoded: a field over the format's limits. The adapter drops
+/// that one message, counts it (`RabbitMQAdapterMetrics.encodingFailures`) and logs it.
+public enum ClusterMessageEncodingError: Error, Sendable, Hashable {
+    /// A string field longer than 65,535 bytes of UTF-8.
+    case stringTooLong(bytes: Int)
+    /// More than 65,535 items where the format counts them in 16 bits (rooms, attachments).
+    case tooManyItems(count: Int)
+}
+
 // MARK: - Codec
 
 /// Binary layout (all integers big-endian):
@@ -187,23 +196,23 @@ public enum ClusterMessageCodec {
     /// 3: recoverable packets delivered from the stream (`deliveredByOrigin`), no restore markers.
     public static let formatVersion: UInt8 = 3
 
-    public static func encode(_ message: ClusterMessage, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+    public static func encode(_ message: ClusterMessage, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(ClusterMessageEncodingError) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 64 + estimatedBodySize(message.payload))
-        encode(message, into: &buffer)
+        try encode(message, into: &buffer)
         return buffer
     }
 
-    public static func encode(_ message: ClusterMessage, into buffer: inout ByteBuffer) {
+    public static func encode(_ message: ClusterMessage, into buffer: inout ByteBuffer) throws(ClusterMessageEncodingError) {
         buffer.writeInteger(formatVersion)
         buffer.writeInteger(message.payload.typeCode)
-        buffer.writeShortString(message.origin)
+        try buffer.writeShortString(message.origin)
         buffer.writeInteger(message.sequence)
-        buffer.writeShortString(message.namespace)
+        try buffer.writeShortString(message.namespace)
         switch message.payload {
         case .heartbeat, .adapterClose:
             break
         case .broadcast(let selection, let flags, let packet, let ackRequest):
-            buffer.writeSelection(selection)
+            try buffer.writeSelection(selection)
             var flagBits: UInt8 = 0
             if flags.isVolatile { flagBits |= 1 }
             if flags.compress { flagBits |= 2 }
@@ -211,48 +220,48 @@ public enum ClusterMessageCodec {
             if ackRequest != nil { flagBits |= 8 }
             buffer.writeInteger(flagBits)
             if let ackRequest { buffer.writeInteger(ackRequest) }
-            buffer.writePacket(packet)
+            try buffer.writePacket(packet)
         case .socketsJoin(let selection, let rooms), .socketsLeave(let selection, let rooms):
-            buffer.writeSelection(selection)
-            buffer.writeStringList(rooms)
+            try buffer.writeSelection(selection)
+            try buffer.writeStringList(rooms)
         case .disconnectSockets(let selection, let close):
-            buffer.writeSelection(selection)
+            try buffer.writeSelection(selection)
             buffer.writeInteger(close ? UInt8(1) : 0)
         case .fetchSockets(let request, let selection):
             buffer.writeInteger(request)
-            buffer.writeSelection(selection)
+            try buffer.writeSelection(selection)
         case .fetchSocketsResponse(let request, let sockets):
             buffer.writeInteger(request)
             buffer.writeInteger(UInt32(sockets.count))
             for socket in sockets {
-                buffer.writeShortString(socket.id)
+                try buffer.writeShortString(socket.id)
                 buffer.writeBlob(socket.handshake)
-                buffer.writeStringList(socket.rooms)
-                buffer.writePacket(socket.data)
+                try buffer.writeStringList(socket.rooms)
+                try buffer.writePacket(socket.data)
             }
         case .serverSideEmit(let request, let packet):
             buffer.writeInteger(request != nil ? UInt8(1) : 0)
             if let request { buffer.writeInteger(request) }
-            buffer.writePacket(packet)
+            try buffer.writePacket(packet)
         case .serverSideEmitResponse(let request, let packet), .broadcastAck(let request, let packet):
             buffer.writeInteger(request)
-            buffer.writePacket(packet)
+            try buffer.writePacket(packet)
         case .broadcastClientCount(let request, let count):
             buffer.writeInteger(request)
             buffer.writeInteger(count)
         case .recoverablePacket(let offset, let selection, let packet, let deliveredByOrigin):
-            buffer.writeShortString(offset)
-            buffer.writeSelection(selection)
+            try buffer.writeShortString(offset)
+            try buffer.writeSelection(selection)
             buffer.writeInteger(deliveredByOrigin ? UInt8(1) : 0)
-            buffer.writePacket(packet)
+            try buffer.writePacket(packet)
         case .sessionRecord(let session):
-            buffer.writeShortString(session.privateId)
-            buffer.writeShortString(session.socketId)
-            buffer.writeStringList(session.rooms)
-            buffer.writePacket(session.data)
+            try buffer.writeShortString(session.privateId)
+            try buffer.writeShortString(session.socketId)
+            try buffer.writeStringList(session.rooms)
+            try buffer.writePacket(session.data)
         case .restoreClaim(let id, let privateId):
-            buffer.writeShortString(id)
-            buffer.writeShortString(privateId)
+            try buffer.writeShortString(id)
+            try buffer.writeShortString(privateId)
         }
     }
 
@@ -344,18 +353,17 @@ public enum ClusterMessageCodec {
 // MARK: - Primitive fields
 
 extension ByteBuffer {
-    mutating func writeShortString(_ string: String) {
-        let lengthIndex = writerIndex
-        writeInteger(UInt16(0))
-        let written = writeString(string)
-        precondition(written <= Int(UInt16.max), "cluster string field longer than 65535 bytes")
-        setInteger(UInt16(written), at: lengthIndex)
+    mutating func writeShortString(_ string: String) throws(ClusterMessageEncodingError) {
+        let bytes = string.utf8.count
+        guard let length = UInt16(exactly: bytes) else { throw .stringTooLong(bytes: bytes) }
+        writeInteger(length)
+        writeString(string)
     }
 
-    mutating func writeStringList(_ strings: [String]) {
-        precondition(strings.count <= Int(UInt16.max), "more than 65535 rooms in one cluster message")
-        writeInteger(UInt16(strings.count))
-        for string in strings { writeShortString(string) }
+    mutating func writeStringList(_ strings: [String]) throws(ClusterMessageEncodingError) {
+        guard let count = UInt16(exactly: strings.count) else { throw .tooManyItems(count: strings.count) }
+        writeInteger(count)
+        for string in strings { try writeShortString(string) }
     }
 
     mutating func writeBlob(_ blob: ByteBuffer) {
@@ -363,14 +371,14 @@ extension ByteBuffer {
         writeImmutableBuffer(blob)
     }
 
-    mutating func writeSelection(_ selection: ClusterSocketSelection) {
-        writeStringList(selection.rooms)
-        writeStringList(selection.exceptRooms)
+    mutating func writeSelection(_ selection: ClusterSocketSelection) throws(ClusterMessageEncodingError) {
+        try writeStringList(selection.rooms)
+        try writeStringList(selection.exceptRooms)
     }
 
-    mutating func writePacket(_ packet: EncodedPacket) {
-        precondition(packet.messages.count <= Int(UInt16.max), "packet with more than 65535 attachments")
-        writeInteger(UInt16(packet.messages.count))
+    mutating func writePacket(_ packet: EncodedPacket) throws(ClusterMessageEncodingError) {
+        guard let count = UInt16(exactly: packet.messages.count) else { throw .tooManyItems(count: packet.messages.count) }
+        writeInteger(count)
         for message in packet.messages {
             writeInteger(message.isBinary ? UInt8(1) : 0)
             writeBlob(message.payload)

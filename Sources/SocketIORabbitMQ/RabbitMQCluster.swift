@@ -140,6 +140,9 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
     public var receivedStreamPackets: UInt64 = 0
     public var duplicatesDropped: UInt64 = 0
     public var undecodable: UInt64 = 0
+    /// Messages of this node dropped because they could not be encoded (a field over the
+    /// format's limits, `ClusterMessageEncodingError`).
+    public var encodingFailures: UInt64 = 0
     public var outboxSize: Int = 0
     public var outboxOverflow: UInt64 = 0
     public var publishFailures: UInt64 = 0
@@ -160,6 +163,7 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
         receivedStreamPackets += other.receivedStreamPackets
         duplicatesDropped += other.duplicatesDropped
         undecodable += other.undecodable
+        encodingFailures += other.encodingFailures
         outboxSize += other.outboxSize
         outboxOverflow += other.outboxOverflow
         publishFailures += other.publishFailures

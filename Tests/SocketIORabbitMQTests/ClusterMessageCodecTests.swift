@@ -12,7 +12,7 @@ final class ClusterMessageCodecTests: XCTestCase {
 
     private func roundTrip(_ payload: ClusterPayload, file: StaticString = #filePath, line: UInt = #line) throws {
         let message = ClusterMessage(origin: "node-a.7f3c", sequence: 42, namespace: "/chat", payload: payload)
-        let body = ClusterMessageCodec.encode(message)
+        let body = try ClusterMessageCodec.encode(message)
         XCTAssertEqual(try ClusterMessageCodec.decode(body), message, file: file, line: line)
     }
 
@@ -61,23 +61,44 @@ final class ClusterMessageCodecTests: XCTestCase {
         XCTAssertEqual(Array(received.messages[1].payload.readableBytesView), [0, 1, 2, 255])
     }
 
-    func testHeaderLayoutIsStable() {
-        let body = ClusterMessageCodec.encode(ClusterMessage(origin: "ab", sequence: 258, namespace: "/", payload: .adapterClose))
+    func testFieldsOverTheFormatsLimitsThrowInsteadOfTrapping() {
+        let longRoom = String(repeating: "r", count: 65_536)
+        XCTAssertThrowsError(try ClusterMessageCodec.encode(ClusterMessage(
+            origin: "a", sequence: 1, namespace: "/", payload: .socketsJoin(selection: .init(rooms: [], exceptRooms: []), rooms: [longRoom])))) {
+            XCTAssertEqual($0 as? ClusterMessageEncodingError, .stringTooLong(bytes: 65_536))
+        }
+        let manyRooms = (0..<65_536).map { "r\($0)" }
+        XCTAssertThrowsError(try ClusterMessageCodec.encode(ClusterMessage(
+            origin: "a", sequence: 1, namespace: "/", payload: .socketsLeave(selection: .init(rooms: manyRooms, exceptRooms: []), rooms: [])))) {
+            XCTAssertEqual($0 as? ClusterMessageEncodingError, .tooManyItems(count: 65_536))
+        }
+        let manyAttachments = EncodedPacket(messages: Array(repeating: EngineMessage(text: "x"), count: 65_536))
+        XCTAssertThrowsError(try ClusterMessageCodec.encode(ClusterMessage(
+            origin: "a", sequence: 1, namespace: "/", payload: .serverSideEmit(request: nil, packet: manyAttachments)))) {
+            XCTAssertEqual($0 as? ClusterMessageEncodingError, .tooManyItems(count: 65_536))
+        }
+        let longest = String(repeating: "r", count: 65_535)
+        XCTAssertNoThrow(try ClusterMessageCodec.encode(ClusterMessage(
+            origin: "a", sequence: 1, namespace: "/", payload: .socketsJoin(selection: .init(rooms: [], exceptRooms: []), rooms: [longest]))))
+    }
+
+    func testHeaderLayoutIsStable() throws {
+        let body = try ClusterMessageCodec.encode(ClusterMessage(origin: "ab", sequence: 258, namespace: "/", payload: .adapterClose))
         XCTAssertEqual(Array(body.readableBytesView), [3, 13, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 0x2F])
     }
 
-    func testTruncatedBodiesAreRejectedAtEveryLength() {
+    func testTruncatedBodiesAreRejectedAtEveryLength() throws {
         let message = ClusterMessage(
             origin: "node", sequence: 7, namespace: "/",
             payload: .fetchSocketsResponse(request: 1, sockets: [RemoteSocketRecord(id: "x", handshake: ByteBuffer(string: "{}"), rooms: ["r"], data: packet)]))
-        let body = ClusterMessageCodec.encode(message)
+        let body = try ClusterMessageCodec.encode(message)
         for length in 0..<body.readableBytes {
             let truncated = body.getSlice(at: body.readerIndex, length: length)!
             XCTAssertThrowsError(try ClusterMessageCodec.decode(truncated), "length \(length)")
         }
     }
 
-    func testForeignBodiesAreTypedErrors() {
+    func testForeignBodiesAreTypedErrors() throws {
         XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [1, 1]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .unsupportedVersion(1), "format 1 carried socket data as JSON text")
         }
@@ -87,7 +108,7 @@ final class ClusterMessageCodecTests: XCTestCase {
         XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [3, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .unknownType(99))
         }
-        var extra = ClusterMessageCodec.encode(ClusterMessage(origin: "a", sequence: 1, namespace: "/", payload: .adapterClose))
+        var extra = try ClusterMessageCodec.encode(ClusterMessage(origin: "a", sequence: 1, namespace: "/", payload: .adapterClose))
         extra.writeInteger(UInt8(0))
         XCTAssertThrowsError(try ClusterMessageCodec.decode(extra)) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .trailingBytes(1))
@@ -122,24 +143,24 @@ final class ClusterMessageCodecTests: XCTestCase {
 }
 
 final class ClusterBatchCodecTests: XCTestCase {
-    private func body(_ sequence: UInt64) -> ByteBuffer {
-        ClusterMessageCodec.encode(ClusterMessage(origin: "a", sequence: sequence, namespace: "/", payload: .heartbeat(isInitial: false)))
+    private func body(_ sequence: UInt64) throws -> ByteBuffer {
+        try ClusterMessageCodec.encode(ClusterMessage(origin: "a", sequence: sequence, namespace: "/", payload: .heartbeat(isInitial: false)))
     }
 
     func testABatchSplitsBackIntoItsMessagesInOrder() throws {
-        let batch = ClusterBatchCodec.encode([body(1), body(2), body(3)])
+        let batch = ClusterBatchCodec.encode([try body(1), try body(2), try body(3)])
         let split = try ClusterBatchCodec.split(batch)
         XCTAssertEqual(try split.map { try ClusterMessageCodec.decode($0).sequence }, [1, 2, 3])
     }
 
     func testASingleMessageTravelsUnwrapped() throws {
-        let single = body(7)
+        let single = try body(7)
         XCTAssertEqual(ClusterBatchCodec.encode([single]), single)
         XCTAssertEqual(try ClusterBatchCodec.split(single), [single])
     }
 
-    func testTruncatedBatchesAreRejected() {
-        let batch = ClusterBatchCodec.encode([body(1), body(2)])
+    func testTruncatedBatchesAreRejected() throws {
+        let batch = ClusterBatchCodec.encode([try body(1), try body(2)])
         for length in 1..<batch.readableBytes {
             let truncated = batch.getSlice(at: batch.readerIndex, length: length)!
             XCTAssertThrowsError(try ClusterBatchCodec.split(truncated), "length \(length)")
