@@ -45,23 +45,17 @@ fi
 own_bin="$(swift build --scratch-path "$scratch" -c release --show-bin-path)"
 bin="${bin:-$own_bin}"
 bench="$own_bin/sio-bench"
-# A vhost of its own: other nodes on the broker (the chat, tests, a node killed a moment ago
-# whose heartbeat has not expired) would otherwise answer, or fail to answer, the chat's
-# cluster-wide presence lookups and turn the measurement into theirs.
-vhost="bench-churn-$$"
-amqp_url="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672}/$vhost"
+. "$root/bench/lib/vhost.sh"
 work="$root/.tmp/bench/churn"
 mkdir -p "$work"
 server_pid=""
-vhost_made=0
 cleanup() {
     [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null || true
-    if [ "$vhost_made" = 1 ]; then rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true; fi
+    bench_vhost_close || true
 }
 trap cleanup EXIT
 if [[ " $only " == *" chat "* ]]; then
-    rabbitmqctl -q add_vhost "$vhost" && rabbitmqctl -q set_permissions -p "$vhost" guest ".*" ".*" ".*" && vhost_made=1 \
-        || { log "could not create RabbitMQ vhost $vhost (is the broker up? scripts/rabbitmq start)"; exit 1; }
+    bench_vhost_open bench-churn || { log "could not create a RabbitMQ vhost (is the broker up? scripts/rabbitmq start)"; exit 1; }
 fi
 
 wait_port() {  # port pid
