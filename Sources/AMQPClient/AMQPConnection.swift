@@ -63,6 +63,10 @@ public final class AMQPConnection: Sendable {
         self.logger = logger
     }
 
+    /// The event loop the connection runs on: users arm their protocol timers here, so the
+    /// timers live where the connection's state does.
+    public var eventLoop: EventLoop { core.eventLoop }
+
     /// State changes from now on (each access gives a new stream). Buffers the newest 64 events.
     public var stateChanges: AsyncStream<AMQPConnectionState> {
         let (stream, continuation) = AsyncStream<AMQPConnectionState>.makeStream(bufferingPolicy: .bufferingNewest(64))

@@ -245,13 +245,33 @@ struct ChatNodeService: Service {
         // Written unbuffered: scripts wait for this line to know the node accepts connections.
         let line = "listening on http://\(http.configuration.host):\(http.port ?? http.configuration.port)\n"
         FileHandle.standardOutput.write(Data(line.utf8))
-        let startup = Task { try await node.start() }
-        try? await gracefulShutdown()
+        // The Socket.IO side starts in the background (the broker may be away for a while),
+        // but a start that fails (an adapter could not declare its queues) ends the service
+        // with that error instead of leaving a node that looks up and never gets ready.
+        let (startFailures, reportStartFailure) = AsyncStream<any Error>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let startup = Task {
+            do { try await node.start() } catch { reportStartFailure.yield(error) }
+        }
+        let startFailure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask {
+                for await error in startFailures { return error }
+                return nil
+            }
+            group.addTask {
+                try? await gracefulShutdown()
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
         startup.cancel()
+        if let startFailure { logger.critical("chat node could not start", metadata: ["error": "\(startFailure)"]) }
         logger.info("shutting down: closing client connections so they reconnect elsewhere")
         await http.shutdown()
         await node.close()
         logger.info("stopped")
+        if let startFailure { throw startFailure }
     }
 }
 

@@ -111,7 +111,7 @@ struct ChatMetrics: Sendable {
         brokerOutboxOverflow.set(Int64(clamping: cluster.outboxOverflow))
         brokerPublishFailures.set(Int64(clamping: cluster.publishFailures))
         brokerPublishLatencyMean.set(cluster.meanPublishLatencyMilliseconds / 1000)
-        brokerUnencodable.set(Int64(clamping: cluster.unencodable))
+        brokerUnencodable.set(Int64(clamping: cluster.encodingFailures))
         brokerPublishLatencyMax.set(Double(cluster.publishLatencyMaxNanoseconds) / 1e9)
     }
 

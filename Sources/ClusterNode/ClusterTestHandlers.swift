@@ -117,7 +117,7 @@ func metricsJSON(_ cluster: RabbitMQCluster) -> JSONValue {
         "outboxSize": .number(metrics.outboxSize),
         "outboxOverflow": .number(Int(metrics.outboxOverflow)),
         "publishFailures": .number(Int(metrics.publishFailures)),
-        "unencodable": .number(Int(clamping: metrics.unencodable)),
+        "encodingFailures": .number(Int(clamping: metrics.encodingFailures)),
         "meanPublishLatencyMs": .number(metrics.meanPublishLatencyMilliseconds),
         "maxPublishLatencyMs": .number(Double(metrics.publishLatencyMaxNanoseconds) / 1e6),
         "ready": .bool(cluster.isReady),

@@ -52,6 +52,7 @@ struct ChurnScenario: AsyncParsableCommand {
         )
         report.set("connections_per_round", connections)
         report.set("rounds", rounds)
+        report.set("warm_up_rounds", warmUpRounds)
         report.set("hold_ms", Int(holdMilliseconds))
         report.set("connected", counters.connected.load(ordering: .relaxed))
         report.set("failed", failed)

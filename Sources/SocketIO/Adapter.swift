@@ -97,9 +97,14 @@ public enum SocketIOAdapterError: Error, Sendable, Hashable {
 /// * `waitUntilRoomsRouted` is the awaitable half of a join: it returns once a broadcast
 ///   to those rooms published afterwards on any node reaches this node's sockets. A cluster
 ///   adapter that subscribes per room waits here for its broker; the default returns at once.
-/// * `broadcast` encodes the packet once and writes it to every matching local socket
-///   (see `SocketIONamespace.deliver`), then (unless `flags.local`) forwards the packet to
-///   the other nodes, which do the same for theirs. It never fails: delivery is best-effort.
+/// * `broadcast` encodes the packet once and has it written to every matching socket of
+///   every node (unless `flags.local`: this node's only), each node writing its own with
+///   `SocketIONamespace.deliver`. It never blocks and never fails: delivery is best-effort.
+///   When this node's sockets get it is the adapter's choice: the in-memory adapter writes
+///   them at once; a cluster adapter that orders recoverable packets across nodes (the
+///   RabbitMQ adapter with connection state recovery) writes them when the packet comes
+///   back from the shared log, the same moment as every other node, so that one offset
+///   means the same thing everywhere.
 /// * `broadcastWithAck` does the same; for every node that took part (this one included)
 ///   `clientCount` is called once with the number of sockets it reached, and `ack` once
 ///   per answer from any socket.

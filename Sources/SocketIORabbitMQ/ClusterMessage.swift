@@ -174,32 +174,13 @@ public enum ClusterMessageDecodingError: Error, Sendable, Hashable {
     case trailingBytes(Int)
 }
 
-/// Why a message could not be encoded: one of its fields is larger than the wire format can
-/// carry. Reached only when something bigger than the application's own limits gets through
-/// (a room named with 66 KB, a packet with 70,000 attachments); the adapter drops that one
-/// message, counts it (`RabbitMQAdapterMetrics.unencodable`) and logs, instead of stopping
-/// the node. Check sizes where input enters (room and name limits) to avoid it.
-public enum ClusterMessageEncodingError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// A string field (origin, namespace, room, offset, id) over 65,535 UTF-8 bytes.
+/// Why a message could not be encoded: a field over the format's limits. The adapter drops
+/// that one message, counts it (`RabbitMQAdapterMetrics.encodingFailures`) and logs it.
+public enum ClusterMessageEncodingError: Error, Sendable, Hashable {
+    /// A string field longer than 65,535 bytes of UTF-8.
     case stringTooLong(bytes: Int)
-    /// A list (rooms) with more than 65,535 entries.
+    /// More than 65,535 items where the format counts them in 16 bits (rooms, attachments).
     case tooManyItems(count: Int)
-    /// An encoded packet with more than 65,535 Engine.IO messages (attachments).
-    case tooManyAttachments(count: Int)
-    /// One blob (a packet payload, a handshake) of 4 GiB or more.
-    case blobTooLarge(bytes: Int)
-    /// A batch must hold 1...65,535 messages.
-    case invalidBatchSize(count: Int)
-
-    public var description: String {
-        switch self {
-        case .stringTooLong(let bytes): "cluster message string field of \(bytes) bytes (at most 65535)"
-        case .tooManyItems(let count): "cluster message list of \(count) items (at most 65535)"
-        case .tooManyAttachments(let count): "cluster message packet of \(count) messages (at most 65535)"
-        case .blobTooLarge(let bytes): "cluster message blob of \(bytes) bytes (at most 4 GiB)"
-        case .invalidBatchSize(let count): "cluster batch of \(count) messages (1...65535)"
-        }
-    }
 }
 
 // MARK: - Codec
@@ -221,7 +202,6 @@ public enum ClusterMessageCodec {
         return buffer
     }
 
-    /// On error `buffer` holds a partial message: discard it.
     public static func encode(_ message: ClusterMessage, into buffer: inout ByteBuffer) throws(ClusterMessageEncodingError) {
         buffer.writeInteger(formatVersion)
         buffer.writeInteger(message.payload.typeCode)
@@ -252,11 +232,10 @@ public enum ClusterMessageCodec {
             try buffer.writeSelection(selection)
         case .fetchSocketsResponse(let request, let sockets):
             buffer.writeInteger(request)
-            guard let count = UInt32(exactly: sockets.count) else { throw .tooManyItems(count: sockets.count) }
-            buffer.writeInteger(count)
+            buffer.writeInteger(UInt32(sockets.count))
             for socket in sockets {
                 try buffer.writeShortString(socket.id)
-                try buffer.writeBlob(socket.handshake)
+                buffer.writeBlob(socket.handshake)
                 try buffer.writeStringList(socket.rooms)
                 try buffer.writePacket(socket.data)
             }
@@ -374,13 +353,10 @@ public enum ClusterMessageCodec {
 // MARK: - Primitive fields
 
 extension ByteBuffer {
-    // Every length is checked before it is narrowed: a field the format cannot carry is a
-    // typed error for the caller to drop, never a trap (the sizes come from clients).
-
     mutating func writeShortString(_ string: String) throws(ClusterMessageEncodingError) {
-        let length = string.utf8.count
-        guard let narrowed = UInt16(exactly: length) else { throw .stringTooLong(bytes: length) }
-        writeInteger(narrowed)
+        let bytes = string.utf8.count
+        guard let length = UInt16(exactly: bytes) else { throw .stringTooLong(bytes: bytes) }
+        writeInteger(length)
         writeString(string)
     }
 
@@ -390,9 +366,8 @@ extension ByteBuffer {
         for string in strings { try writeShortString(string) }
     }
 
-    mutating func writeBlob(_ blob: ByteBuffer) throws(ClusterMessageEncodingError) {
-        guard let length = UInt32(exactly: blob.readableBytes) else { throw .blobTooLarge(bytes: blob.readableBytes) }
-        writeInteger(length)
+    mutating func writeBlob(_ blob: ByteBuffer) {
+        writeInteger(UInt32(blob.readableBytes))
         writeImmutableBuffer(blob)
     }
 
@@ -402,11 +377,11 @@ extension ByteBuffer {
     }
 
     mutating func writePacket(_ packet: EncodedPacket) throws(ClusterMessageEncodingError) {
-        guard let count = UInt16(exactly: packet.messages.count) else { throw .tooManyAttachments(count: packet.messages.count) }
+        guard let count = UInt16(exactly: packet.messages.count) else { throw .tooManyItems(count: packet.messages.count) }
         writeInteger(count)
         for message in packet.messages {
             writeInteger(message.isBinary ? UInt8(1) : 0)
-            try writeBlob(message.payload)
+            writeBlob(message.payload)
         }
     }
 
@@ -468,13 +443,13 @@ extension ByteBuffer {
 public enum ClusterBatchCodec {
     static let marker: UInt8 = 0xBA
 
-    public static func encode(_ bodies: [ByteBuffer], allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(ClusterMessageEncodingError) -> ByteBuffer {
-        guard !bodies.isEmpty, let count = UInt16(exactly: bodies.count) else { throw .invalidBatchSize(count: bodies.count) }
+    public static func encode(_ bodies: [ByteBuffer], allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        precondition(!bodies.isEmpty && bodies.count <= Int(UInt16.max), "a batch holds 1...65535 messages")
         if bodies.count == 1 { return bodies[0] }
         var buffer = allocator.buffer(capacity: 3 + bodies.reduce(0) { $0 + 4 + $1.readableBytes })
         buffer.writeInteger(marker)
-        buffer.writeInteger(count)
-        for body in bodies { try buffer.writeBlob(body) }
+        buffer.writeInteger(UInt16(bodies.count))
+        for body in bodies { buffer.writeBlob(body) }
         return buffer
     }
 

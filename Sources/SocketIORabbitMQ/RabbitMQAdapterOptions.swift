@@ -37,8 +37,8 @@ public struct RabbitMQOptionsError: Error, Sendable, Hashable, CustomStringConve
 
 extension RabbitMQAdapterOptions {
     /// Checked by `RabbitMQCluster.connect`, so a mistake is one clear error at start rather
-    /// than a trap when a duration is converted (durations are clamped as well, see
-    /// `clampedNanoseconds`).
+    /// than a node that misbehaves (a zero heartbeat interval would spin; durations are
+    /// converted with saturation anyway, see `RabbitMQAdapter.nanoseconds(seconds:)`).
     public func validate() throws(RabbitMQOptionsError) {
         func seconds(_ value: Double, _ name: String) throws(RabbitMQOptionsError) {
             guard value.isFinite, value > 0, value <= 86_400 else { throw RabbitMQOptionsError(option: name, expected: "0 < seconds <= 86400") }
@@ -52,11 +52,5 @@ extension RabbitMQAdapterOptions {
             throw RabbitMQOptionsError(option: "queueMessageTTLMilliseconds", expected: "0 or more, or nil")
         }
         guard recoveryStreamMaxLengthBytes >= 1 else { throw RabbitMQOptionsError(option: "recoveryStreamMaxLengthBytes", expected: "at least 1") }
-    }
-
-    /// Seconds as nanoseconds, clamped to 0...one day: never a trapping conversion.
-    static func clampedNanoseconds(_ seconds: Double) -> UInt64 {
-        guard seconds.isFinite, seconds > 0 else { return 0 }
-        return UInt64(min(seconds, 86_400) * 1e9)
     }
 }

@@ -154,9 +154,9 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
     public var receivedStreamPackets: UInt64 = 0
     public var duplicatesDropped: UInt64 = 0
     public var undecodable: UInt64 = 0
-    /// Messages of this node dropped because a field was too large for the cluster format
-    /// (`ClusterMessageEncodingError`): they reached this node's clients only.
-    public var unencodable: UInt64 = 0
+    /// Messages of this node dropped because they could not be encoded (a field over the
+    /// format's limits, `ClusterMessageEncodingError`).
+    public var encodingFailures: UInt64 = 0
     public var outboxSize: Int = 0
     public var outboxOverflow: UInt64 = 0
     public var publishFailures: UInt64 = 0
@@ -177,7 +177,7 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
         receivedStreamPackets += other.receivedStreamPackets
         duplicatesDropped += other.duplicatesDropped
         undecodable += other.undecodable
-        unencodable += other.unencodable
+        encodingFailures += other.encodingFailures
         outboxSize += other.outboxSize
         outboxOverflow += other.outboxOverflow
         publishFailures += other.publishFailures

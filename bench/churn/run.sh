@@ -5,20 +5,22 @@
 # result under .tmp/bench/churn/ (so a run of an older build, given --bin and --label, sits
 # beside the current one in the same table).
 #
-#   bench/churn/run.sh [--rounds 20] [--connections 2000] [--hold-ms 2000] [--skip-build]
+#   bench/churn/run.sh [--rounds 20] [--warm-up-rounds 3] [--connections 2000] [--hold-ms 2000] [--skip-build]
 #                      [--bin DIR] [--label NAME] [--only "fixture chat"] [--out FILE]
 #
 # --bin: a release bin folder holding sio-conformance and chat (default: this checkout's, built
 # here unless --skip-build); sio-bench always comes from this checkout. Servers listen on
-# 127.0.0.1:3700/3701 and are stopped by PID. The chat needs RabbitMQ on 127.0.0.1:5672.
+# 127.0.0.1:3700/3701 and are stopped by PID. The chat needs RabbitMQ on 127.0.0.1:5672; it runs in
+# a vhost made for the run (and deleted after it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 
-rounds=20 connections=2000 hold_ms=2000 skip_build=0 bin="" label="current" only="fixture chat" out="docs/BENCHMARKS.md"
+rounds=20 warm_up=3 connections=2000 hold_ms=2000 skip_build=0 bin="" label="current" only="fixture chat" out="docs/BENCHMARKS.md"
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds="$2"; shift ;;
+        --warm-up-rounds) warm_up="$2"; shift ;;
         --connections) connections="$2"; shift ;;
         --hold-ms) hold_ms="$2"; shift ;;
         --skip-build) skip_build=1 ;;
@@ -43,12 +45,18 @@ fi
 own_bin="$(swift build --scratch-path "$scratch" -c release --show-bin-path)"
 bin="${bin:-$own_bin}"
 bench="$own_bin/sio-bench"
-amqp_url="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672}"
+. "$root/bench/lib/vhost.sh"
 work="$root/.tmp/bench/churn"
 mkdir -p "$work"
 server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null || true; }
+cleanup() {
+    [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null || true
+    bench_vhost_close || true
+}
 trap cleanup EXIT
+if [[ " $only " == *" chat "* ]]; then
+    bench_vhost_open bench-churn || { log "could not create a RabbitMQ vhost (is the broker up? scripts/rabbitmq start)"; exit 1; }
+fi
 
 wait_port() {  # port pid
     for _ in $(seq 1 300); do
@@ -73,7 +81,7 @@ run_churn() {  # server port protocol
     fi
     log "$label $server: $rounds rounds of $connections"
     "$bench" churn --url "http://127.0.0.1:$port" --server-pid "$server_pid" --protocol "$protocol" --label "$label" \
-        --connections "$connections" --rounds "$rounds" --hold-ms "$hold_ms" | tee "$work/$label-$server.out" >&2
+        --connections "$connections" --rounds "$rounds" --hold-ms "$hold_ms" --warm-up-rounds "$warm_up" | tee "$work/$label-$server.out" >&2
     tail -n 1 "$work/$label-$server.out" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["server"]=sys.argv[1]; print(json.dumps(d))' "$server" \
         > "$work/$label-$server.json"
     stop "$server_pid"; server_pid=""
@@ -105,12 +113,12 @@ for path in sorted(glob.glob(os.path.join(work, "*.json"))):
         results.append(json.load(open(path)))
     except ValueError:
         pass
-rows = ["| build | server | connections x rounds | RSS at start KiB | after round 1 | after last round | bytes kept per connection cycle (after 3 warm-up rounds) | failed |",
+rows = ["| build | server | connections x rounds | RSS at start KiB | after round 1 | after last round | bytes kept per connection cycle (rounds after the warm-up) | failed |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
 for r in results:
     rss = r.get("server_rss_kib_after_rounds") or [0]
     per = r.get("bytes_kept_per_connection_cycle")
-    rows.append(f"| {r.get('label')} | {r.get('server')} | {r.get('connections_per_round'):,} x {r.get('rounds')} | "
+    rows.append(f"| {r.get('label')} | {r.get('server')} | {r.get('connections_per_round'):,} x {r.get('rounds')} (warm-up {r.get('warm_up_rounds', 3)}) | "
                 f"{r.get('server_rss_kib_start'):,} | {rss[0]:,} | {rss[-1]:,} | "
                 f"{'n/a' if per is None else f'{per:,.1f}'} | {r.get('failed')} |")
 detail = []
@@ -120,7 +128,7 @@ section = ("## Churn\n\nWritten by `bench/churn/run.sh` (also `scripts/bench --o
            "connections (WebSocket, joined to `/`, the chat's in a room each), holds them, closes them all, waits 1.5 s\n"
            "and reads the server's RSS. The chat runs through RabbitMQ with `RECOVERY_WINDOW=5`. A server that frees\n"
            "every closed connection stays flat after its allocator warms up; the bytes kept per cycle are the\n"
-           "least-squares slope of RSS over the rounds after the third, divided by the connections per round.\n\n"
+           "least-squares slope of RSS over the rounds after the warm-up, divided by the connections per round.\n\n"
            + "\n".join(rows) + "\n\nRSS after each round (KiB):\n\n" + "\n".join(detail) + "\n")
 text = open(out).read() if os.path.exists(out) else "# Benchmarks\n\n"
 pattern = re.compile(r"^## Churn\n.*?(?=^## |\Z)", re.S | re.M)

@@ -35,8 +35,9 @@ per_node=$(( (connections + nodes - 1) / nodes ))
 if [ "$per_node" -gt 19000 ]; then
     echo "at most 19,000 connections per node (open-file limit); use more nodes" >&2; exit 2
 fi
-amqp_url="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672}"
 rabbitmq-diagnostics -q ping >/dev/null 2>&1 || { echo "RabbitMQ is not running (scripts/rabbitmq start)" >&2; exit 1; }
+. "$root/bench/lib/vhost.sh"
+bench_vhost_open bench-idle-cluster || { echo "could not create a RabbitMQ vhost (scripts/rabbitmq start?)" >&2; exit 1; }
 
 [ "$skip_build" = 1 ] || { swift build -c release --product chat; swift build -c release --product sio-bench; }
 bin="$(swift build -c release --show-bin-path)"
@@ -48,6 +49,7 @@ cleanup() {
     for pid in "${bench_pids[@]:-}" "${server_pids[@]:-}"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     done
+    bench_vhost_close || true
 }
 trap cleanup EXIT
 

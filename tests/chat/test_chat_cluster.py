@@ -25,6 +25,8 @@ from .conftest import ChatUser, start_chat
 from .test_chat_browser import DATE_FORMAT, make_browser, open_chat, send, texts, wait
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+# The vhost scripts/test made for this run ("" for the default one), kept on URLs to a proxy.
+AMQP_VHOST_PATH = AMQP_URL.split("127.0.0.1:5672", 1)[1] if "127.0.0.1:5672" in AMQP_URL else ""
 
 
 def broker_reachable() -> bool:
@@ -276,7 +278,7 @@ class TCPForwarder:
 def test_unreachable_broker_at_start_is_reported_once_and_retried():
     broker_port = free_loopback_port()
     node = start_chat("chat-no-broker", "--adapter", "rabbitmq",
-                      env={"AMQP_URL": f"amqp://guest:guest@127.0.0.1:{broker_port}"})
+                      env={"AMQP_URL": f"amqp://guest:guest@127.0.0.1:{broker_port}{AMQP_VHOST_PATH}"})
     forwarder = None
     try:
         assert requests.get(node.url + "/healthz", timeout=5).status_code == 200

@@ -1,0 +1,131 @@
+import AMQPClient
+import EngineIO
+import NIOCore
+import SocketIO
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Connection state recovery across nodes: session records, claims and the restore itself.
+extension RabbitMQAdapter {
+    public func persistSession(_ session: PersistedSession) async {
+        guard let recoveryStreamName else { return }
+        let record = SessionRecord(privateId: session.privateId, socketId: session.socketId, rooms: session.rooms.sorted(), data: ClusterValueEncoding.encode(session.data))
+        send(.sessionRecord(record), toQueue: recoveryStreamName)
+    }
+
+    /// Restores a session from the recovery stream, on any node:
+    ///
+    /// 1. Appends a claim for `privateId` to the stream (through the outbox).
+    /// 2. When this node's live stream consumer reads the claim, the machine decides from what
+    ///    it has read (`RecoveryLog`): the latest session record, whether this claim is the
+    ///    first after it (a session is restored at most once across all nodes), and the
+    ///    packets after `offset` that reach the session's rooms. In the same step it starts a
+    ///    hold (`RestoreHold`) for the packets after the claim. A node that started too
+    ///    recently to know reads the stream instead, from `maxDisconnectionDuration` ago up
+    ///    to the claim (`RecoveryStreamScan`).
+    /// 3. Joins and routes the session's rooms; `restoredSocketConnecting` hands the held
+    ///    packets over in the task that connects the socket.
+    ///
+    /// Every node delivered the stream's packets in the stream's order, so the client had
+    /// exactly those before its offset: nothing is missed and nothing comes twice.
+    public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
+        guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
+        let restoreId = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
+        let deadline = Self.now() &+ Self.nanoseconds(seconds: max(options.requestTimeoutSeconds, 0.1))
+        machine.withLockedValue { $0.claimQueued(id: restoreId, offset: offset, deadline: deadline) }
+        armDeadline(deadline)
+        send(.restoreClaim(id: restoreId, privateId: privateId), toQueue: recoveryStreamName)
+        let claim = await withCheckedContinuation { (continuation: CheckedContinuation<Machine.ClaimOutcome?, Never>) in
+            feed { machine, _ in machine.waitForClaim(id: restoreId, waiter: .claim(continuation)) }
+        }
+        guard let (decision, claimedAt) = claim else {
+            logger.warning("session restore: the claim did not come back from the recovery stream in time")
+            return nil
+        }
+        let session: ClaimedSession
+        let missed: [StreamedPacket]
+        switch decision {
+        case .restored(let found, let packets):
+            (session, missed) = (found, packets)
+        case .refused(let reason):
+            logger.debug("session not restored", metadata: ["reason": "\(reason)"])
+            return nil
+        case .unknown:
+            let scanned = await scanStream(recoveryStreamName, privateId: privateId, offset: offset, claimId: restoreId, recovery: recovery)
+            guard case .restored(let found, _, let packets)? = scanned else {
+                machine.withLockedValue { $0.scanFinished(id: restoreId, session: nil, claimedAt: claimedAt) }
+                return nil
+            }
+            machine.withLockedValue { $0.scanFinished(id: restoreId, session: found, claimedAt: claimedAt) }
+            (session, missed) = (found, packets)
+        }
+        guard let data = ClusterValueEncoding.decode(session.record.data) else {
+            machine.withLockedValue { $0.restoreFailed(id: restoreId) }
+            return nil
+        }
+        // Rooms matter for what still travels through node queues (volatile broadcasts and
+        // broadcasts with acks): with room-aware routing they are bound before the CONNECT reply.
+        addAll(session.record.socketId, rooms: session.rooms)
+        await waitUntilRoomsRouted(session.rooms)
+        return RestoredSession(
+            session: PersistedSession(socketId: session.record.socketId, privateId: session.record.privateId, rooms: Set(session.record.rooms), data: data),
+            missedPackets: missed.compactMap { Self.decodePacket($0.packet)?.data })
+    }
+
+    public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] {
+        let (packets, actions) = machine.withLockedValue { $0.restoredSocketConnecting(socketId) }
+        run(actions)
+        return packets
+    }
+
+    public func restoreAbandoned(_ socketId: String) {
+        machine.withLockedValue { $0.restoreAbandoned(socketId) }
+    }
+
+    /// The fallback of a node that started too recently: reads the stream from
+    /// `maxDisconnectionDuration` ago up to the claim, for at most the request timeout.
+    private func scanStream(_ streamName: String, privateId: String, offset: String, claimId: String,
+                            recovery: ConnectionStateRecovery) async -> RecoveryStreamScan.Outcome? {
+        var scan = RecoveryStreamScan(privateId: privateId, offset: offset, claimId: claimId)
+        do {
+            let channel = try await cluster.connection.openChannel()
+            defer { Task { try? await channel.close() } }
+            try await channel.basicQos(prefetchCount: 1000)
+            let windowSeconds = UInt64(max(1, recovery.maxDisconnectionDuration.nanoseconds / 1_000_000_000))
+            let nowSeconds = UInt64(max(0, time(nil)))
+            let consumer = try await channel.consume(queue: streamName, noAck: false, arguments: [
+                "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds &+ 5)),
+            ])
+            // A scan that never reaches its claim (the stream lost it) must not hang the restore.
+            let timeout = cluster.connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: Self.nanoseconds(seconds: 2 * max(options.requestTimeoutSeconds, 0.1))))) {
+                Task { try? await consumer.cancel() }
+            }
+            defer { timeout.cancel() }
+            var unacked = 0
+            for try await delivery in consumer {
+                unacked += 1
+                if unacked >= 500 {
+                    try await delivery.ack(multiple: true)
+                    unacked = 0
+                }
+                guard let streamOffset = Self.streamOffset(of: delivery) else { continue }
+                for (index, body) in ((try? ClusterBatchCodec.split(delivery.body)) ?? []).enumerated() {
+                    guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name else { continue }
+                    if let found = scan.read(message, at: StreamPosition(offset: streamOffset, index: index)) {
+                        try? await delivery.ack(multiple: true)
+                        try? await consumer.cancel()
+                        if case .refused(let reason) = found { logger.debug("session not restored", metadata: ["reason": "\(reason)"]) }
+                        return found
+                    }
+                }
+            }
+        } catch {
+            logger.warning("session restore failed", metadata: ["error": "\(error)"])
+        }
+        return nil
+    }
+}
