@@ -170,7 +170,9 @@ final class ChatService: Sendable {
 
     private func welcome(_ socket: SocketIOSocket, profile: ChatProfile) async {
         let members = await presence.presence(of: profile.room).including(profile.name)
-        socket.emit("welcome", snapshot(for: profile, presence: members))
+        // Not logged for recovery: a welcome carries up to a room's whole history (256 KB), and
+        // a client reconnecting in a loop would otherwise fill every node's recovery log.
+        socket.emitWithoutRecovery("welcome", [snapshot(for: profile, presence: members)])
         presence.roomChanged(profile.room)
     }
 

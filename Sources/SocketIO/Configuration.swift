@@ -11,11 +11,19 @@ public struct ConnectionStateRecovery: Sendable {
     public var skipMiddlewares: Bool
     /// Hard cap on logged packets, so memory stays bounded under any emission rate.
     public var maxLoggedPackets: Int
+    /// Hard cap on the bytes those packets hold: a count alone let a client that reconnects
+    /// over and over (each welcome a large packet) make the log hold gigabytes. The oldest
+    /// packets go first; a client whose offset went with them connects as new.
+    public var maxLoggedBytes: Int
 
-    public init(maxDisconnectionDuration: TimeAmount = .minutes(2), skipMiddlewares: Bool = true, maxLoggedPackets: Int = 10_000) {
+    public init(
+        maxDisconnectionDuration: TimeAmount = .minutes(2), skipMiddlewares: Bool = true, maxLoggedPackets: Int = 10_000,
+        maxLoggedBytes: Int = 32 * 1024 * 1024
+    ) {
         self.maxDisconnectionDuration = maxDisconnectionDuration
         self.skipMiddlewares = skipMiddlewares
         self.maxLoggedPackets = maxLoggedPackets
+        self.maxLoggedBytes = maxLoggedBytes
     }
 }
 

@@ -63,6 +63,8 @@ public final class InMemoryAdapter: SocketIOAdapter {
     var socketCount: Int { rooms.withLockedValue { $0.roomsOfSocket.count } }
     /// Lost sessions a client may still restore.
     var recoverableSessionCount: Int { sessions?.withLockedValue { $0.sessionCount } ?? 0 }
+    /// Encoded bytes of the packets logged for recovery.
+    var loggedPacketBytes: Int { sessions?.withLockedValue { $0.loggedPacketBytes } ?? 0 }
 
     public func sockets(in rooms: Set<String>) -> Set<String> {
         matchingSocketIds(BroadcastOptions(rooms: rooms))
@@ -195,8 +197,10 @@ struct SessionStore {
     /// (a scan of every session on each disconnect made a disconnect storm quadratic).
     private var lossOrder: [(privateId: String, lostAt: NIODeadline)] = []
     private var lossOrderStart = 0
-    private var log: [(offset: String, data: JSONValue, options: BroadcastOptions, at: NIODeadline)] = []
+    private var log: [(offset: String, data: JSONValue, options: BroadcastOptions, at: NIODeadline, bytes: Int)] = []
     private var logStart = 0
+    /// Encoded bytes of the packets from `logStart` on (see `maxLoggedBytes`).
+    private var loggedBytes = 0
     /// Restored sockets not connected yet (they are not in the namespace's table, so a
     /// broadcast would pass them by): the packets emitted since their replay was collected.
     /// `SocketIOSocket.didConnect` takes them on the socket's loop, right after the replay;
@@ -218,7 +222,9 @@ struct SessionStore {
     /// of its direct delivery).
     mutating func record(offset: String, data: JSONValue, options: BroadcastOptions, messages: [EngineMessage] = []) -> [String] {
         let now = NIODeadline.now()
-        log.append((offset: offset, data: data, options: options, at: now))
+        let bytes = messages.reduce(0) { $0 + $1.payload.readableBytes }
+        log.append((offset: offset, data: data, options: options, at: now, bytes: bytes))
+        loggedBytes += bytes
         pruneLog(now: now)
         guard !holds.isEmpty else { return [] }
         var held: [String] = []
@@ -278,10 +284,17 @@ struct SessionStore {
 
     /// Sessions a client may still come back to.
     var sessionCount: Int { sessions.count }
+    var loggedPacketBytes: Int { loggedBytes }
 
     private mutating func pruneLog(now: NIODeadline) {
         let oldest = now - configuration.maxDisconnectionDuration
-        while logStart < log.count, log[logStart].at < oldest || log.count - logStart > configuration.maxLoggedPackets {
+        while logStart < log.count,
+            log[logStart].at < oldest || log.count - logStart > configuration.maxLoggedPackets
+                || (loggedBytes > configuration.maxLoggedBytes && log.count - logStart > 1)
+        {
+            loggedBytes -= log[logStart].bytes
+            // Free the payload now, not at the next compaction.
+            log[logStart].data = .null
             logStart += 1
         }
         // Compact lazily so that pruning stays O(1) amortised.

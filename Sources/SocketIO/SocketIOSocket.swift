@@ -175,6 +175,17 @@ public final class SocketIOSocket: @unchecked Sendable {
             onLoop { self.deliverOnLoop(messages) }
         }
     }
+    /// Emits to this socket's client only, and never logs the packet for connection state
+    /// recovery (with recovery on, `emit` logs everything, as socket.io does). For large
+    /// answers that a recovered client does not need replayed, such as a snapshot sent on
+    /// arrival: logged, every arrival would cost the snapshot's size in the recovery log and,
+    /// in a cluster, a trip through the broker to every node. A client that loses its
+    /// connection before the packet arrives does not get it back on recovery.
+    public func emitWithoutRecovery(_ event: String, _ args: [JSONValue]) {
+        let messages = SocketIOPacketEncoder.encode(SocketIOPacket.event(event, args, namespace: namespace.name))
+        onLoop { self.deliverOnLoop(messages) }
+    }
+
 
     /// Emits one encoded value as the single argument.
     public func emit<T: Encodable>(_ event: String, encoding value: T) throws {

@@ -32,6 +32,7 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         /// `maxDisconnectionDuration` and `maxLoggedPackets`).
         var recoveryWindowNanoseconds: UInt64 = 0
         var maxLoggedPackets: Int = 1000
+        var maxLoggedBytes: Int = 32 * 1024 * 1024
         var maxBatchMessages = 256
         var maxBatchBytes = 256 * 1024
         /// Far above a restore plus its middlewares: a hold whose socket never connected nor
@@ -180,7 +181,8 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         isConsuming = true
         if configuration.recoveryStreamName != nil {
             recoveryLog = RecoveryLog(windowNanoseconds: configuration.recoveryWindowNanoseconds,
-                                      capacity: configuration.maxLoggedPackets, startedAtNanoseconds: now)
+                                      capacity: configuration.maxLoggedPackets, byteBudget: configuration.maxLoggedBytes,
+                                      startedAtNanoseconds: now)
         }
         epoch += 1
         let restoredEpoch = epoch

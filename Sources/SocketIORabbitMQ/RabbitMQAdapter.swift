@@ -66,7 +66,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             outboxOverflowPolicy: cluster.options.outboxOverflowPolicy, roomAwareRouting: cluster.options.roomAwareRouting,
             heartbeatTimeoutNanoseconds: Self.nanoseconds(seconds: cluster.options.heartbeatTimeoutSeconds),
             recoveryWindowNanoseconds: UInt64(max(recovery?.maxDisconnectionDuration.nanoseconds ?? 0, 0)),
-            maxLoggedPackets: recovery?.maxLoggedPackets ?? 1000)))
+            maxLoggedPackets: recovery?.maxLoggedPackets ?? 1000, maxLoggedBytes: recovery?.maxLoggedBytes ?? 32 * 1024 * 1024)))
         (publishWakeupStream, publishWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (bindingWakeupStream, bindingWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }

@@ -22,30 +22,38 @@ public struct RecoveryLog: Sendable {
 
     public let windowNanoseconds: UInt64
     public let capacity: Int
+    /// Most payload bytes the logged packets may hold together.
+    public let byteBudget: Int
     /// When the live consumer started reading (monotonic nanoseconds).
     public let startedAtNanoseconds: UInt64
-    private var packets: Deque<(packet: StreamedPacket, at: UInt64)> = []
+    private var packets: Deque<(packet: StreamedPacket, at: UInt64, bytes: Int)> = []
+    private var loggedBytes = 0
     private var sessions: [String: (session: ClaimedSession, claimed: Bool, at: UInt64)] = [:]
     /// When a packet younger than the window was last dropped for `capacity`: until that is a
     /// window ago, an offset not found may be one of those.
     private var lastCapacityDropAt: UInt64?
     private var lastSessionPruneAt: UInt64 = 0
 
-    public init(windowNanoseconds: UInt64, capacity: Int, startedAtNanoseconds: UInt64) {
+    public init(windowNanoseconds: UInt64, capacity: Int, byteBudget: Int = .max, startedAtNanoseconds: UInt64) {
         self.windowNanoseconds = windowNanoseconds
         self.capacity = max(capacity, 1)
+        self.byteBudget = max(byteBudget, 1)
         self.startedAtNanoseconds = startedAtNanoseconds
     }
 
     public var packetCount: Int { packets.count }
+    public var byteCount: Int { loggedBytes }
 
     public mutating func packetRead(_ packet: StreamedPacket, atNanoseconds now: UInt64) {
         prune(now: now)
-        if packets.count >= capacity {
+        let bytes = packet.packet.messages.reduce(0) { $0 + $1.payload.readableBytes }
+        while let first = packets.first, packets.count >= capacity || loggedBytes + bytes > byteBudget {
+            loggedBytes -= first.bytes
             packets.removeFirst()
             lastCapacityDropAt = now
         }
-        packets.append((packet, now))
+        packets.append((packet, now, bytes))
+        loggedBytes += bytes
     }
 
     public mutating func sessionRead(_ session: ClaimedSession, atNanoseconds now: UInt64) {
@@ -74,7 +82,10 @@ public struct RecoveryLog: Sendable {
     }
 
     private mutating func prune(now: UInt64) {
-        while let first = packets.first, now &- first.at > windowNanoseconds { packets.removeFirst() }
+        while let first = packets.first, now &- first.at > windowNanoseconds {
+            loggedBytes -= first.bytes
+            packets.removeFirst()
+        }
         // Sessions expire in bulk, at most once a second: looking at all of them on every
         // message made a storm of restores quadratic (5% of a node's CPU in a 5,000-client one).
         if now &- lastSessionPruneAt >= 1_000_000_000 {

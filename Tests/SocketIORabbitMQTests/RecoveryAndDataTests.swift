@@ -322,6 +322,23 @@ final class RecoveryLogTests: XCTestCase {
         XCTAssertEqual(decide(stream, claim: "mine"), .refused(.unknownSession))
     }
 
+    func testTheLogHoldsNoMoreBytesThanItsBudgetAndSaysWhenAnOffsetMayHaveGone() {
+        let now: UInt64 = 1_000_000_000_000
+        var log = RecoveryLog(windowNanoseconds: window, capacity: 10_000, byteBudget: 100_000, startedAtNanoseconds: now - window)
+        log.sessionRead(ClaimedSession(record: SessionRecord(privateId: "pid", socketId: "sock", rooms: [], data: ClusterValueEncoding.encode(["n": 1])),
+                                       origin: "a", sequence: 1), atNanoseconds: now)
+        let big = EngineMessage(text: String(repeating: "x", count: 30_000))
+        for index in 0..<10 {
+            log.packetRead(StreamedPacket(position: StreamPosition(offset: Int64(index)), origin: "a", sequence: UInt64(index + 2),
+                                          offset: "o\(index)", selection: ClusterSocketSelection(), packet: EncodedPacket(messages: [big])),
+                           atNanoseconds: now)
+            XCTAssertLessThanOrEqual(log.byteCount, 100_000)
+        }
+        XCTAssertEqual(log.packetCount, 3, "three 30 KB packets fit in 100 KB")
+        // The offset was dropped for the budget: another node may still have it, so no guess.
+        XCTAssertEqual(log.claimRead(privateId: "pid", offset: "o2", atNanoseconds: now), .unknown)
+    }
+
     private func offsetsOf(_ decision: RecoveryLog.Decision?) -> [String]? {
         guard case .restored(_, let missed)? = decision else { return nil }
         return missed.map(\.offset)

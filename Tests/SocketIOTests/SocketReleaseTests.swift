@@ -94,6 +94,29 @@ final class SocketReleaseTests: XCTestCase {
         try await assertReleased(references)
     }
 
+    func testTheRecoveryLogKeepsTheNewestPacketsWithinItsByteBudget() async throws {
+        let io = makeServer(recovery: ConnectionStateRecovery(maxLoggedBytes: 100_000))
+        let (watcher, _) = try await io.connectedClient("/")
+        let big = String(repeating: "x", count: 30_000)
+        for index in 0..<10 { io.emit("big", .string(big), .number(String(index))) }
+        _ = try await watcher.next(10)
+        let adapter = try XCTUnwrap(io.of("/").adapter as? InMemoryAdapter)
+        let logged = adapter.loggedPacketBytes
+        XCTAssertLessThanOrEqual(logged, 100_000)
+        XCTAssertGreaterThan(logged, 60_000, "the newest packets stay")
+    }
+
+    func testADirectEmitWithoutRecoveryIsNotLogged() async throws {
+        let io = makeServer(recovery: ConnectionStateRecovery())
+        io.of("/").onConnection { socket in socket.emitWithoutRecovery("snapshot", [.string(String(repeating: "y", count: 10_000))]) }
+        let (connection, _) = try await io.connectedClient("/")
+        let texts = try await connection.next(1)
+        XCTAssertTrue(texts[0].hasPrefix("2[\"snapshot\""), texts[0])
+        let arguments = try JSONValue(parsing: String(texts[0].dropFirst())).arrayValue
+        XCTAssertEqual(arguments?.count, 2, "the event and its argument, no recovery offset appended")
+        XCTAssertEqual(try XCTUnwrap(io.of("/").adapter as? InMemoryAdapter).loggedPacketBytes, 0)
+    }
+
     func testLostSessionsExpireWithTheirWindow() async throws {
         let io = makeServer(recovery: ConnectionStateRecovery(maxDisconnectionDuration: .milliseconds(200)))
         let adapter = try XCTUnwrap(io.of("/").adapter as? InMemoryAdapter)
