@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
+import requests
 import socketio
 
 from conftest import REPO_ROOT, SioServerProcess
@@ -16,6 +19,25 @@ DEFAULT_CHAT = REPO_ROOT / ".build" / "debug" / "chat"
 
 def chat_binary() -> Path:
     return Path(os.environ.get("CHAT_BIN", str(DEFAULT_CHAT)))
+
+
+def broker_reachable(port: int = 5672) -> bool:
+    """Whether a RabbitMQ listener answers on 127.0.0.1 (scripts/test starts one)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_ready(node, timeout: float = 30.0) -> None:
+    """Until the node's /readyz answers 200 (its broker connection and consumers are up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.get(node.url + "/readyz", timeout=2).status_code == 200:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"node {node.url} never became ready:\n{node.tail()}")
 
 
 def start_chat(name: str, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> SioServerProcess:

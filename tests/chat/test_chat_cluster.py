@@ -21,21 +21,12 @@ from selenium.webdriver.common.by import By
 
 from conftest import REPO_ROOT, TEST_OUTPUT, free_loopback_port
 
-from .conftest import ChatUser, start_chat
+from .conftest import ChatUser, broker_reachable, start_chat
 from .test_chat_browser import DATE_FORMAT, make_browser, open_chat, send, texts, wait
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
 # The vhost scripts/test made for this run ("" for the default one), kept on URLs to a proxy.
 AMQP_VHOST_PATH = AMQP_URL.split("127.0.0.1:5672", 1)[1] if "127.0.0.1:5672" in AMQP_URL else ""
-
-
-def broker_reachable() -> bool:
-    import socket
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 pytestmark = pytest.mark.skipif(

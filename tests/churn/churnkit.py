@@ -141,11 +141,3 @@ def polling_probe_abandoned(url: str) -> None:
     assert ws.recv() == "3probe"
     ws.close()
     client.post("1")
-
-
-def broker_reachable(port: int = 5672) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False

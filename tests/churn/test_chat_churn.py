@@ -5,12 +5,10 @@ are all gone the chat must hold none of their sessions, handlers, clients or soc
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
-import requests
 
-from chat.conftest import ChatUser, start_chat
+from chat.conftest import ChatUser, broker_reachable, start_chat, wait_ready
 
 from . import churnkit as kit
 
@@ -28,15 +26,6 @@ RAW_CLOSES = [
 ]
 
 NO_LIVE_OBJECTS = {"engine_sessions": 0, "websocket_handlers": 0, "socketio_clients": 0, "socketio_sockets": 0}
-
-
-def wait_ready(node, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if requests.get(node.url + "/readyz", timeout=2).status_code == 200:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"node never became ready:\n{node.tail()}")
 
 
 def churn(node, rounds: int = 3, users_per_round: int = 6) -> None:
@@ -71,7 +60,7 @@ def test_chat_on_the_memory_adapter_frees_every_closed_connection():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("CI") != "true" and not kit.broker_reachable(),
+@pytest.mark.skipif(os.environ.get("CI") != "true" and not broker_reachable(),
                     reason="no RabbitMQ on 127.0.0.1:5672 (scripts/test starts one; in CI this test must run)")
 def test_chat_through_rabbitmq_frees_every_closed_connection():
     node = start_chat("chat-churn-rabbitmq", "--adapter", "rabbitmq", "--rate-limit", "1000", "--rate-burst", "1000",

@@ -20,22 +20,13 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from conftest import read_rss_kib
-from interop.rawclient import RECORD_SEPARATOR, ClosedByServer, RawPolling
-from chat.conftest import ChatUser, chat_binary, start_chat
+from interop.rawclient import RECORD_SEPARATOR, RawPolling
+from chat.conftest import ChatUser, broker_reachable, chat_binary, start_chat, wait_ready
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
 TEST_VHOST = "chat-hostile-tests"
 # Short pings: a long-poll GET with nothing to deliver returns within this.
 FAST_PINGS = ("--ping-interval", "400", "--ping-timeout", "5000")
-
-
-def broker_reachable() -> bool:
-    import socket
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def private_vhost_url() -> str:
@@ -133,15 +124,6 @@ def assert_node_serves(node) -> None:
         alice.close()
         bob.close()
     assert node.is_alive(), f"the node died:\n{node.tail()}"
-
-
-def wait_ready(node, timeout: float = 25.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if requests.get(node.url + "/readyz", timeout=2).status_code == 200:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"node {node.url} never became ready:\n{node.tail()}")
 
 
 @pytest.fixture(scope="module")

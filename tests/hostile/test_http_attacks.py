@@ -9,9 +9,7 @@ messages through a room. The last test runs the chat (memory adapter) the same w
 from __future__ import annotations
 
 import json
-import os
 import socket
-import struct
 import threading
 import time
 

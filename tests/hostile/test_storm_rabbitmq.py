@@ -15,7 +15,7 @@ import pytest
 import requests
 import websocket
 
-from chat.conftest import ChatUser, start_chat
+from chat.conftest import ChatUser, broker_reachable, start_chat, wait_ready
 from fuzz.test_storm import run_storm
 from interop.rawclient import ClosedByServer, RawWebSocket
 
@@ -24,15 +24,6 @@ RSS_GROWTH_LIMIT_KIB = 60 * 1024
 CHAT_ATTACKERS = 3
 CHAT_ATTACKS_PER_THREAD = 120
 CHAT_STORM_DEADLINE_SECONDS = 60
-
-
-def broker_reachable() -> bool:
-    import socket
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 pytestmark = pytest.mark.skipif(
@@ -130,15 +121,6 @@ class TalkingPair:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
-
-
-def wait_ready(node, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if requests.get(node.url + "/readyz", timeout=2).status_code == 200:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"node never became ready:\n{node.tail()}")
 
 
 @pytest.mark.slow
