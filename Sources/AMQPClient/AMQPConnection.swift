@@ -246,8 +246,12 @@ public final class AMQPConnection: Sendable {
             guard attempt > 0 else { return }
 
             try? await Task.sleep(for: backoff.delay(forAttempt: attempt))
-            let endpoint = configuration.endpoints[
-                ReconnectBackoff.endpointIndex(forAttempt: attempt, endpointCount: configuration.endpoints.count)]
+            guard let index = ReconnectBackoff.endpointIndex(forAttempt: attempt, endpointCount: configuration.endpoints.count) else {
+                // No endpoint configured: nothing to reconnect to (connect already failed so).
+                _ = try? await core.eventLoop.submit { core.finishForGood(error: error) }.get()
+                return
+            }
+            let endpoint = configuration.endpoints[index]
             logger.info("AMQP recovery attempt", metadata: ["attempt": "\(attempt)", "endpoint": "\(endpoint)"])
             let socket: Channel
             let handler: AMQPConnectionHandler

@@ -1,3 +1,4 @@
+import DequeModule
 import EngineIO
 import NIOConcurrencyHelpers
 import NIOCore
@@ -195,8 +196,7 @@ struct SessionStore {
     private var sessions: [String: (session: PersistedSession, lostAt: NIODeadline)] = [:]
     /// Sessions in the order they were lost, so expiry looks only at the oldest ones
     /// (a scan of every session on each disconnect made a disconnect storm quadratic).
-    private var lossOrder: [(privateId: String, lostAt: NIODeadline)] = []
-    private var lossOrderStart = 0
+    private var lossOrder = Deque<(privateId: String, lostAt: NIODeadline)>()
     private var log: [(offset: String, data: JSONValue, options: BroadcastOptions, at: NIODeadline, bytes: Int)] = []
     private var logStart = 0
     /// Encoded bytes of the packets from `logStart` on (see `maxLoggedBytes`).
@@ -270,15 +270,10 @@ struct SessionStore {
     private mutating func prune(now: NIODeadline) {
         pruneLog(now: now)
         let oldest = now - configuration.maxDisconnectionDuration
-        while lossOrderStart < lossOrder.count, lossOrder[lossOrderStart].lostAt < oldest {
-            let expired = lossOrder[lossOrderStart]
+        while let expired = lossOrder.first, expired.lostAt < oldest {
+            lossOrder.removeFirst()
             // A session lost again later has a newer entry; only the latest loss counts.
             if sessions[expired.privateId]?.lostAt == expired.lostAt { sessions[expired.privateId] = nil }
-            lossOrderStart += 1
-        }
-        if lossOrderStart > 1024, lossOrderStart * 2 > lossOrder.count {
-            lossOrder.removeFirst(lossOrderStart)
-            lossOrderStart = 0
         }
     }
 

@@ -171,8 +171,7 @@ public final class SocketIOSocket: @unchecked Sendable {
             // Through the adapter, so the packet gets an offset and is logged.
             namespace.adapter.broadcast(packet, options: BroadcastOptions(rooms: [id]))
         } else {
-            let messages = SocketIOPacketEncoder.encode(packet)
-            onLoop { self.deliverOnLoop(messages) }
+            emitWithoutRecovery(event, args)
         }
     }
     /// Emits to this socket's client only, and never logs the packet for connection state

@@ -4,14 +4,8 @@ import NIOCore
 extension ClusterAdapterStateMachine {
     /// One AMQP delivery from the node queue (one message or a batch).
     mutating func nodeBodyRead(_ body: ByteBuffer, now: UInt64) -> [Action] {
-        let bodies: [ByteBuffer]
-        do throws(ClusterMessageDecodingError) {
-            bodies = try ClusterBatchCodec.split(body)
-        } catch {
-            metrics.undecodable &+= 1
-            return [.log(.undecodable(error))]
-        }
         var actions: [Action] = []
+        guard let bodies = batchParts(of: body, refusal: &actions) else { return actions }
         for body in bodies {
             do throws(ClusterMessageDecodingError) {
                 actions += nodeMessageRead(try ClusterMessageCodec.decode(body), now: now)
@@ -67,6 +61,18 @@ extension ClusterAdapterStateMachine {
         case .recoverablePacket, .sessionRecord, .restoreClaim, .heartbeat, .adapterClose:
             // Recovery-stream records never travel through node queues.
             return []
+        }
+    }
+
+    /// The cluster messages of one AMQP body (one, or a batch's); nil when its batch framing
+    /// is broken, which is counted and given the log line to return.
+    mutating func batchParts(of body: ByteBuffer, refusal: inout [Action]) -> [ByteBuffer]? {
+        do throws(ClusterMessageDecodingError) {
+            return try ClusterBatchCodec.split(body)
+        } catch {
+            metrics.undecodable &+= 1
+            refusal = [.log(.undecodable(error))]
+            return nil
         }
     }
 }

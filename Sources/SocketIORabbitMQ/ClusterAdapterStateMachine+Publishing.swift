@@ -28,8 +28,18 @@ extension ClusterAdapterStateMachine {
                 mayBeReordered: { job in streamName.map { job.outgoing.exchange.isEmpty && job.outgoing.routingKeys == [$0] } ?? false })
             guard let first = batch.first else { return nil }
             guard first.epoch == epoch, outbox.isConnected, let routingKey = first.outgoing.routingKeys.first else { continue }
+            let body: ByteBuffer
+            do throws(ClusterMessageEncodingError) {
+                body = try ClusterBatchCodec.encode(batch.map(\.outgoing.body))
+            } catch {
+                // Not reached (takeBatch returns 1...maxMessages jobs, at most 65,535): handled as
+                // an unencodable message is, dropped and counted, rather than stopping the node.
+                metrics.encodingFailures &+= UInt64(batch.count)
+                for job in batch { _ = outbox.confirm(publishNumber: job.publishNumber, multiple: false) }
+                continue
+            }
             return PublishBatch(
-                body: ClusterBatchCodec.encode(batch.map(\.outgoing.body)), exchange: first.outgoing.exchange, routingKey: routingKey,
+                body: body, exchange: first.outgoing.exchange, routingKey: routingKey,
                 ccRoutingKeys: Array(first.outgoing.routingKeys.dropFirst()), publishNumbers: batch.map(\.publishNumber), epoch: first.epoch)
         }
     }

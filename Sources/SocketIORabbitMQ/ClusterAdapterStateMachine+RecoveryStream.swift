@@ -67,14 +67,8 @@ extension ClusterAdapterStateMachine {
             metrics.undecodable &+= 1
             return [.log(.streamMessageWithoutOffset)]
         }
-        let bodies: [ByteBuffer]
-        do throws(ClusterMessageDecodingError) {
-            bodies = try ClusterBatchCodec.split(body)
-        } catch {
-            metrics.undecodable &+= 1
-            return [.log(.undecodable(error))]
-        }
         var actions: [Action] = []
+        guard let bodies = batchParts(of: body, refusal: &actions) else { return actions }
         for (index, part) in bodies.enumerated() {
             let position = StreamPosition(offset: streamOffset, index: index)
             // Redelivered after a recovery: handled already.

@@ -179,7 +179,8 @@ public enum ClusterMessageDecodingError: Error, Sendable, Hashable {
 public enum ClusterMessageEncodingError: Error, Sendable, Hashable {
     /// A string field longer than 65,535 bytes of UTF-8.
     case stringTooLong(bytes: Int)
-    /// More than 65,535 items where the format counts them in 16 bits (rooms, attachments).
+    /// More than 65,535 items where the format counts them in 16 bits (rooms, attachments,
+    /// a batch's messages), or a batch of none.
     case tooManyItems(count: Int)
 }
 
@@ -443,8 +444,11 @@ extension ByteBuffer {
 public enum ClusterBatchCodec {
     static let marker: UInt8 = 0xBA
 
-    public static func encode(_ bodies: [ByteBuffer], allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        precondition(!bodies.isEmpty && bodies.count <= Int(UInt16.max), "a batch holds 1...65535 messages")
+    /// A batch holds 1...65,535 messages (its count is 16 bits); any other number throws.
+    public static func encode(
+        _ bodies: [ByteBuffer], allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) throws(ClusterMessageEncodingError) -> ByteBuffer {
+        guard !bodies.isEmpty, bodies.count <= Int(UInt16.max) else { throw .tooManyItems(count: bodies.count) }
         if bodies.count == 1 { return bodies[0] }
         var buffer = allocator.buffer(capacity: 3 + bodies.reduce(0) { $0 + 4 + $1.readableBytes })
         buffer.writeInteger(marker)

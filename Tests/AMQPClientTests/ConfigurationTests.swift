@@ -72,6 +72,21 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(backoff.delay(forAttempt: 20, randomUnit: 1), .seconds(2))
         XCTAssertEqual(backoff.delay(forAttempt: 20, randomUnit: 0), .seconds(1))
         XCTAssertEqual((1...5).map { ReconnectBackoff.endpointIndex(forAttempt: $0, endpointCount: 2) }, [0, 1, 0, 1, 0])
+        XCTAssertNil(ReconnectBackoff.endpointIndex(forAttempt: 1, endpointCount: 0))
+        XCTAssertEqual(ReconnectBackoff.endpointIndex(forAttempt: 0, endpointCount: 3), 0)
+        XCTAssertEqual(ReconnectBackoff.endpointIndex(forAttempt: Int.min, endpointCount: 3), 0)
+    }
+
+    func testBackoffIsTotalForAnyAttemptAndConfiguration() {
+        let backoff = ReconnectBackoff(initialDelay: .milliseconds(100), maximumDelay: .seconds(2))
+        XCTAssertEqual(backoff.delay(forAttempt: 0, randomUnit: 1), .milliseconds(100), "attempt 0 counts as 1")
+        XCTAssertEqual(backoff.delay(forAttempt: Int.min, randomUnit: 1), .milliseconds(100))
+        XCTAssertEqual(backoff.delay(forAttempt: Int.max, randomUnit: 1), .seconds(2))
+        XCTAssertEqual(backoff.delay(forAttempt: 1, randomUnit: .nan), .milliseconds(100))
+        let huge = ReconnectBackoff(initialDelay: .seconds(Int64.max), maximumDelay: .seconds(Int64.max))
+        XCTAssertEqual(huge.delay(forAttempt: 40, randomUnit: 1), .nanoseconds(Int64.max))
+        let negative = ReconnectBackoff(initialDelay: .seconds(-5), maximumDelay: .seconds(-1))
+        XCTAssertEqual(negative.delay(forAttempt: 3, randomUnit: 1), .zero)
     }
 
     func testCloseReasonKinds() {

@@ -374,7 +374,11 @@ private func remoteWork(_ actions: [Machine.Action]) -> [Machine.RemoteWork] {
     /// A packet of this node read back from the stream, as the broker would hand it over.
     private func readBack(_ machine: inout Machine, _ sent: [ClusterMessage], at offset: Int64, now: UInt64 = 5) -> [Machine.Action] {
         let bodies = sent.compactMap { try? ClusterMessageCodec.encode($0) }
-        return machine.streamRead(ClusterBatchCodec.encode(bodies), streamOffset: offset, now: now)
+        guard let body = try? ClusterBatchCodec.encode(bodies) else {
+            Issue.record("a batch of \(bodies.count) messages did not encode")
+            return []
+        }
+        return machine.streamRead(body, streamOffset: offset, now: now)
     }
 
     @Test func aRecoverablePacketIsDeliveredHereOnlyWhenReadBackFromTheStream() {

@@ -148,19 +148,30 @@ final class ClusterBatchCodecTests: XCTestCase {
     }
 
     func testABatchSplitsBackIntoItsMessagesInOrder() throws {
-        let batch = ClusterBatchCodec.encode([try body(1), try body(2), try body(3)])
+        let batch = try ClusterBatchCodec.encode([try body(1), try body(2), try body(3)])
         let split = try ClusterBatchCodec.split(batch)
         XCTAssertEqual(try split.map { try ClusterMessageCodec.decode($0).sequence }, [1, 2, 3])
     }
 
     func testASingleMessageTravelsUnwrapped() throws {
         let single = try body(7)
-        XCTAssertEqual(ClusterBatchCodec.encode([single]), single)
+        XCTAssertEqual(try ClusterBatchCodec.encode([single]), single)
         XCTAssertEqual(try ClusterBatchCodec.split(single), [single])
     }
 
+    func testABatchOfNoneOrOverItsCountIsATypedErrorNotATrap() throws {
+        XCTAssertThrowsError(try ClusterBatchCodec.encode([])) { error in
+            XCTAssertEqual(error as? ClusterMessageEncodingError, .tooManyItems(count: 0))
+        }
+        let tooMany = Array(repeating: try body(1), count: Int(UInt16.max) + 1)
+        XCTAssertThrowsError(try ClusterBatchCodec.encode(tooMany)) { error in
+            XCTAssertEqual(error as? ClusterMessageEncodingError, .tooManyItems(count: 65_536))
+        }
+        XCTAssertEqual(try ClusterBatchCodec.split(try ClusterBatchCodec.encode(Array(tooMany.dropLast()))).count, 65_535)
+    }
+
     func testTruncatedBatchesAreRejected() throws {
-        let batch = ClusterBatchCodec.encode([try body(1), try body(2)])
+        let batch = try ClusterBatchCodec.encode([try body(1), try body(2)])
         for length in 1..<batch.readableBytes {
             let truncated = batch.getSlice(at: batch.readerIndex, length: length)!
             XCTAssertThrowsError(try ClusterBatchCodec.split(truncated), "length \(length)")

@@ -47,27 +47,16 @@ def churn(node, rounds: int = 3, users_per_round: int = 6) -> None:
 
 
 @pytest.mark.slow
-def test_chat_on_the_memory_adapter_frees_every_closed_connection():
-    node = start_chat("chat-churn-memory", "--adapter", "memory", "--rate-limit", "1000", "--rate-burst", "1000",
-                      "--ping-interval", "1000", "--ping-timeout", "1000", "--recovery-window", "2")
-    try:
-        churn(node)
-        remaining = kit.wait_for_no_live_objects(node.url, timeout=10)
-        assert remaining == NO_LIVE_OBJECTS, f"objects of closed connections are still allocated: {remaining}"
-        assert node.is_alive(), node.tail()
-    finally:
-        node.stop()
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("CI") != "true" and not broker_reachable(),
-                    reason="no RabbitMQ on 127.0.0.1:5672 (scripts/test starts one; in CI this test must run)")
-def test_chat_through_rabbitmq_frees_every_closed_connection():
-    node = start_chat("chat-churn-rabbitmq", "--adapter", "rabbitmq", "--rate-limit", "1000", "--rate-burst", "1000",
+@pytest.mark.parametrize("adapter", ["memory", "rabbitmq"])
+def test_the_chat_frees_every_closed_connection(adapter):
+    if adapter == "rabbitmq" and os.environ.get("CI") != "true" and not broker_reachable():
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672 (scripts/test starts one; in CI this test must run)")
+    node = start_chat(f"chat-churn-{adapter}", "--adapter", adapter, "--rate-limit", "1000", "--rate-burst", "1000",
                       "--ping-interval", "1000", "--ping-timeout", "1000", "--recovery-window", "2",
                       env={"AMQP_URL": AMQP_URL})
     try:
-        wait_ready(node)
+        if adapter == "rabbitmq":
+            wait_ready(node)
         churn(node)
         remaining = kit.wait_for_no_live_objects(node.url, timeout=10)
         assert remaining == NO_LIVE_OBJECTS, f"objects of closed connections are still allocated: {remaining}"
