@@ -118,8 +118,12 @@ extension ClusterAdapterStateMachine {
     /// it and starts its hold here, at the claim's place in the delivery order.
     private mutating func claimRead(id: String, privateId: String, at position: StreamPosition, now: UInt64) -> [Action] {
         let pending = pendingClaims[id]
-        guard let decision = recoveryLog?.claimRead(privateId: privateId, offset: pending?.offset, atNanoseconds: now),
-              var pending else { return [] }
+        // Before the log marks the claim: whether it ends a socket of this node.
+        let evictions = claimMayEndLocalSession(privateId: privateId)
+        let membership = self.membership
+        guard let decision = recoveryLog?.claimRead(privateId: privateId, offset: pending?.offset, atNanoseconds: now,
+                                                    liveness: { membership.liveness(of: $0) }),
+              var pending else { return evictions }
         switch decision {
         case .restored, .unknown:
             // On `.unknown` the scan names the session later; until then the hold keeps every
@@ -132,11 +136,11 @@ extension ClusterAdapterStateMachine {
         }
         if let waiter = pending.waiter {
             pendingClaims[id] = nil
-            return [.resumeClaimWaiter(waiter, (decision, position))]
+            return evictions + [.resumeClaimWaiter(waiter, (decision, position))]
         }
         pending.outcome = (decision, position)
         pendingClaims[id] = pending
-        return []
+        return evictions
     }
 
     // MARK: Restores

@@ -11,12 +11,6 @@ import Darwin
 
 /// Connection state recovery across nodes: session records, claims and the restore itself.
 extension RabbitMQAdapter {
-    public func persistSession(_ session: PersistedSession) async {
-        guard let recoveryStreamName else { return }
-        let record = SessionRecord(privateId: session.privateId, socketId: session.socketId, rooms: session.rooms.sorted(), data: ClusterValueEncoding.encode(session.data))
-        send(.sessionRecord(record), toQueue: recoveryStreamName)
-    }
-
     /// Restores a session from the recovery stream, on any node:
     ///
     /// 1. Appends a claim for `privateId` to the stream (through the outbox).
@@ -98,7 +92,8 @@ extension RabbitMQAdapter {
             let windowSeconds = UInt64(max(1, recovery.maxDisconnectionDuration.nanoseconds / 1_000_000_000))
             let nowSeconds = UInt64(max(0, time(nil)))
             let consumer = try await channel.consume(queue: streamName, noAck: false, arguments: [
-                "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds &+ 5)),
+                // Connected records are re-written every quarter window: the latest may be that much older.
+                "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds &+ max(windowSeconds / 4, 1) &+ 5)),
             ])
             // A scan that never reaches its claim (the stream lost it) must not hang the restore.
             let timeout = cluster.connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: Self.nanoseconds(seconds: 2 * max(options.requestTimeoutSeconds, 0.1))))) {
