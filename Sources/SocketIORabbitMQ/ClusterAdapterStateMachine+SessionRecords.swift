@@ -26,8 +26,8 @@ extension ClusterAdapterStateMachine {
     }
 
     /// The socket lost its connection in a way that may be recovered: its last record, with
-    /// what it had at the end, is written now (also when no record was written before). Not
-    /// when the journal no longer has it: a claim restored it elsewhere already.
+    /// what it had at the end, is written now (also when no record was written before; not
+    /// for a socket the journal never tracked).
     mutating func sessionDisconnected(_ record: SessionRecord, now: UInt64) -> [Action] {
         guard let streamName = configuration.recoveryStreamName, let entry = sessionJournal.ended(socketId: record.socketId),
               entry.privateId == record.privateId else { return [] }
@@ -56,14 +56,10 @@ extension ClusterAdapterStateMachine {
         return actions
     }
 
-    /// A claim read from the stream ends the latest incarnation of `privateId` if nothing
-    /// claimed it before (the same rule on every node). If that incarnation is a socket of this
-    /// node, the client came back elsewhere before this node noticed it was gone: the socket is
-    /// let go quietly, and writes nothing more.
-    mutating func claimMayEndLocalSession(privateId: String) -> [Action] {
-        guard sessionJournal.count > 0, let incarnation = recoveryLog?.unclaimedIncarnation(of: privateId), !incarnation.isEmpty,
-              let socketId = sessionJournal.claimedElsewhere(privateId: privateId, incarnation: incarnation) else { return [] }
-        return [.handleRemote(.evictSession(socketId: socketId))]
+    /// After a young node's scan: a connected record of a node membership counts alive is
+    /// restored only if that node is in fact gone (as `RecoveryLog.Decision.restoredIfOriginGone`).
+    func restoreNeedsOriginCheck(_ session: ClaimedSession) -> Bool {
+        session.record.state == .connected && membership.liveness(of: session.origin) == .alive
     }
 }
 

@@ -88,8 +88,6 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         case disconnectSockets(ClusterSocketSelection, close: Bool)
         case fetchSockets(request: ClusterRequestID, selection: ClusterSocketSelection, replyQueue: String)
         case serverSideEmit(request: ClusterRequestID?, packet: EncodedPacket, replyQueue: String)
-        /// The session of this local socket was restored elsewhere: let the socket go quietly.
-        case evictSession(socketId: String)
     }
 
     enum LogEvent: Sendable {

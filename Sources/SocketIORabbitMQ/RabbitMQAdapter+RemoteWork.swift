@@ -16,8 +16,6 @@ extension RabbitMQAdapter {
                 let reply = EncodedPacket(messages: SocketIOPacketEncoder.encode(.event(socketId, args)))
                 self?.send(.broadcastAck(request: request, packet: reply), toQueue: replyQueue)
             })
-        case .evictSession(let socketId):
-            evictSession(socketId: socketId)
         case .socketsJoin(let selection, let rooms):
             local.addSockets(Self.options(selection), rooms: Set(rooms))
         case .socketsLeave(let selection, let rooms):

@@ -45,12 +45,23 @@ extension RabbitMQAdapter {
         switch decision {
         case .restored(let found, let packets):
             (session, missed) = (found, packets)
+        case .restoredIfOriginGone(let found, let packets):
+            guard await originIsGone(found.origin) else {
+                logger.debug("session not restored", metadata: ["reason": "its node still holds it"])
+                machine.withLockedValue { $0.scanFinished(id: restoreId, session: nil, claimedAt: claimedAt) }
+                return nil
+            }
+            (session, missed) = (found, packets)
         case .refused(let reason):
             logger.debug("session not restored", metadata: ["reason": "\(reason)"])
             return nil
         case .unknown:
             let scanned = await scanStream(recoveryStreamName, privateId: privateId, offset: offset, claimId: restoreId, recovery: recovery)
-            guard case .restored(let found, _, let packets)? = scanned else {
+            var restorable = false
+            if case .restored(let found, _, _)? = scanned {
+                restorable = machine.withLockedValue({ !$0.restoreNeedsOriginCheck(found) }) ? true : await originIsGone(found.origin)
+            }
+            guard restorable, case .restored(let found, _, let packets)? = scanned else {
                 machine.withLockedValue { $0.scanFinished(id: restoreId, session: nil, claimedAt: claimedAt) }
                 return nil
             }
@@ -68,6 +79,42 @@ extension RabbitMQAdapter {
         return RestoredSession(
             session: PersistedSession(socketId: session.record.socketId, privateId: session.record.privateId, rooms: Set(session.record.rooms), data: data),
             missedPackets: missed.compactMap { Self.decodePacket($0.packet)?.data })
+    }
+
+    /// Whether `origin`, which membership still counts alive, is gone: its node queue has no
+    /// consumer (the broker drops a killed process's consumers as soon as its TCP connection
+    /// closes) or no longer exists. One question per origin and second, shared by a storm of
+    /// restores; a consumer still there is asked about once more half a second later, in case
+    /// the broker had not yet seen the connection close. Broker trouble: not gone (no restore).
+    func originIsGone(_ origin: String) async -> Bool {
+        guard origin != cluster.nodeID else { return false }
+        let check = originChecks.withLockedValue { checks -> Task<Bool, Never> in
+            let now = Self.now()
+            if let recent = checks[origin], now &- recent.at < 1_000_000_000 { return recent.task }
+            let task = Task { [weak self] in await self?.askBrokerWhetherGone(origin) ?? false }
+            checks = checks.filter { now &- $0.value.at < 1_000_000_000 }
+            checks[origin] = (task, now)
+            return task
+        }
+        return await check.value
+    }
+
+    private func askBrokerWhetherGone(_ origin: String) async -> Bool {
+        let queue = "\(options.exchangePrefix)#\(namespace.name)#\(origin)"
+        for attempt in 0..<2 {
+            if attempt > 0 { try? await Task.sleep(nanoseconds: 500_000_000) }
+            do {
+                let channel = try await cluster.connection.openChannel()
+                defer { Task { try? await channel.close() } }
+                if try await channel.queueDeclare(queue, passive: true).consumerCount == 0 { return true }
+            } catch AMQPError.channelClosedByBroker(let reason) where reason.replyCode == 404 {
+                return true
+            } catch {
+                logger.warning("session restore: could not ask the broker whether a node is gone", metadata: ["error": "\(error)"])
+                return false
+            }
+        }
+        return false
     }
 
     public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] {

@@ -48,10 +48,4 @@ extension RabbitMQAdapter {
             self?.feed { machine, now in machine.sessionRecordsDue(now: now) }
         }
     }
-
-    /// A claim read from the stream restored this local socket's session on another node (its
-    /// client came back there before this node noticed it had gone): the socket leaves quietly.
-    func evictSession(socketId: String) {
-        namespace.localSocket(id: socketId)?.disconnect()
-    }
 }

@@ -15,6 +15,10 @@ import DequeModule
 public struct RecoveryLog: Sendable {
     public enum Decision: Sendable, Hashable {
         case restored(ClaimedSession, missedPackets: [StreamedPacket])
+        /// A connected record of a node membership still counts alive: restorable only if that
+        /// node is in fact gone (killed a moment ago; the adapter asks the broker). If it lives,
+        /// the client is back before its node saw it go, which socket.io does not restore either.
+        case restoredIfOriginGone(ClaimedSession, missedPackets: [StreamedPacket])
         case refused(RecoveryStreamScan.Refusal)
         /// This node has not read enough of the stream to decide.
         case unknown
@@ -83,12 +87,7 @@ public struct RecoveryLog: Sendable {
         sessions[record.privateId] = LoggedSession(session: session, claimed: false, at: now, ended: known?.ended ?? [])
     }
 
-    /// The incarnation of the latest record of `privateId`, if no claim ended it yet: a claim
-    /// read now restores it somewhere, and its node must let the old socket go.
-    public func unclaimedIncarnation(of privateId: String) -> String? {
-        guard let entry = sessions[privateId], !entry.claimed else { return nil }
-        return entry.session.record.incarnation
-    }
+
 
     /// A claim for `privateId` was read. `offset` is set when the claim is one of this node's
     /// own restores (the client's last offset); the decision is returned then. `liveness` says
@@ -109,15 +108,18 @@ public struct RecoveryLog: Sendable {
         guard let entry else { return covers ? .refused(.unknownSession) : .unknown }
         guard !entry.claimed else { return .refused(.alreadyClaimed) }
         let session = entry.session
+        // When the client lost its connection: the record's own time for a disconnected one;
+        // for a connected one its node's last heartbeat, or the record's time if this node
+        // never heard of that node (it wrote one at most a refresh before it died).
+        var originAlive = false
         switch session.record.state {
         case .closed:
             return .refused(.unknownSession)
         case .disconnected:
             if now &- entry.at > windowNanoseconds { return .refused(.expired) }
         case .connected:
-            // Alive: the client is back before its node noticed; the node lets the old socket go.
             switch liveness(session.origin) {
-            case .alive: break
+            case .alive: originAlive = true
             case .departed(let lastHeard): if now > lastHeard, now - lastHeard > windowNanoseconds { return .refused(.expired) }
             case .unknown: if now &- entry.at > windowNanoseconds { return .refused(.expired) }
             }
@@ -127,7 +129,7 @@ public struct RecoveryLog: Sendable {
             return covers && !maybeDropped ? .refused(.unknownOffset) : .unknown
         }
         let missed = packets[packets.index(after: start)...].map(\.packet).filter { session.reaches($0) && !session.receivedEarly($0) }
-        return .restored(session, missedPackets: missed)
+        return originAlive ? .restoredIfOriginGone(session, missedPackets: missed) : .restored(session, missedPackets: missed)
     }
 
     private mutating func prune(now: UInt64) {

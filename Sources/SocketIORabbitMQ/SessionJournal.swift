@@ -27,7 +27,6 @@ public struct SessionJournal: Sendable {
 
     public let refreshNanoseconds: UInt64
     private var entries: [String: Entry] = [:]
-    private var socketByPrivateId: [String: String] = [:]
     /// Sockets whose changes are not written yet, in order of their first change.
     private var dirty: [String] = []
     /// (socket, written at) in writing order; entries written again since are skipped when met.
@@ -41,17 +40,14 @@ public struct SessionJournal: Sendable {
     public var count: Int { entries.count }
     public var hasUnwrittenChanges: Bool { !dirty.isEmpty }
     public func entry(socketId: String) -> Entry? { entries[socketId] }
-    public func socketId(privateId: String) -> String? { socketByPrivateId[privateId] }
 
     /// A socket of this node connected (new or restored). Returns true when nothing was
     /// waiting to be written before: the caller arms the flush.
     public mutating func started(socketId: String, privateId: String, rooms: Set<String>, data: EncodedPacket, nodeID: String) -> Bool {
         incarnations &+= 1
-        if let previous = socketByPrivateId[privateId], previous != socketId { entries.removeValue(forKey: previous) }
         let entry = Entry(privateId: privateId, socketId: socketId, incarnation: "\(nodeID)-\(String(incarnations, radix: 36))",
                           rooms: rooms.subtracting([socketId]), data: data)
         entries[socketId] = entry
-        socketByPrivateId[privateId] = socketId
         return markDirty(socketId)
     }
 
@@ -80,20 +76,10 @@ public struct SessionJournal: Sendable {
     }
 
     /// The socket is gone: its entry, for the last record (`written` says whether the stream
-    /// heard of it at all); nil if it was not tracked (or was claimed elsewhere).
+    /// heard of it at all); nil if it was not tracked.
     public mutating func ended(socketId: String) -> Entry? {
         guard let entry = entries.removeValue(forKey: socketId) else { return nil }
-        if socketByPrivateId[entry.privateId] == socketId { socketByPrivateId.removeValue(forKey: entry.privateId) }
         return entry
-    }
-
-    /// The session was restored elsewhere (a claim ended this incarnation): forget the socket
-    /// without writing anything. Returns its id if it was this node's.
-    public mutating func claimedElsewhere(privateId: String, incarnation: String) -> String? {
-        guard let socketId = socketByPrivateId[privateId], entries[socketId]?.incarnation == incarnation else { return nil }
-        socketByPrivateId.removeValue(forKey: privateId)
-        entries.removeValue(forKey: socketId)
-        return socketId
     }
 
     /// The records to write now: every socket changed since the last flush, and those whose
