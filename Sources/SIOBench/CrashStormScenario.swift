@@ -50,12 +50,18 @@ struct CrashStormScenario: AsyncParsableCommand {
         sender.pipeline.fireUserInboundEventTriggered(BenchClientCommand.sendOne(sender: 0, sequence: 0))
         try? await Task.sleep(nanoseconds: 2_000_000_000)
 
+        // Every client needs an offset (socket.io restores none without): wait for the first
+        // message to reach them all, at most 30 s.
         var tokens: [Int: RecoveryToken] = [:]
-        for index in 0..<clients {
-            guard let channel = try? await channels[index].get(), channel.isActive else { continue }
-            let promise = channel.eventLoop.makePromise(of: RecoveryToken?.self)
-            channel.pipeline.fireUserInboundEventTriggered(BenchClientCommand.recoveryToken(promise))
-            if let token = try? await promise.futureResult.get() { tokens[index] = token }
+        for round in 0..<30 {
+            if round > 0 { try? await Task.sleep(nanoseconds: 1_000_000_000) }
+            for index in 0..<clients where tokens[index]?.offset == nil {
+                guard let channel = try? await channels[index].get(), channel.isActive else { continue }
+                let promise = channel.eventLoop.makePromise(of: RecoveryToken?.self)
+                channel.pipeline.fireUserInboundEventTriggered(BenchClientCommand.recoveryToken(promise))
+                if let token = try? await promise.futureResult.get() { tokens[index] = token }
+            }
+            if tokens.values.allSatisfy({ $0.offset != nil }) { break }
         }
         let withOffset = tokens.values.filter { $0.offset != nil }.count
         say("killing pid \(killPID) under \(tokens.count) clients with a pid (\(withOffset) with an offset)")

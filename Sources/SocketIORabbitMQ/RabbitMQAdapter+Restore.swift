@@ -29,7 +29,10 @@ extension RabbitMQAdapter {
     public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
         guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
         let restoreId = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
-        let deadline = Self.now() &+ Self.nanoseconds(seconds: max(options.requestTimeoutSeconds, 0.1))
+        // At least 10 s: in a storm of restores (a node died, its clients all come back at once)
+        // claims queue behind each other in the stream, and a restore given up becomes a new
+        // session, which costs more than the wait (clients wait 20 s for a CONNECT by default).
+        let deadline = Self.now() &+ Self.nanoseconds(seconds: max(options.requestTimeoutSeconds, Self.minimumClaimWaitSeconds))
         machine.withLockedValue { $0.claimQueued(id: restoreId, offset: offset, deadline: deadline) }
         armDeadline(deadline)
         send(.restoreClaim(id: restoreId, privateId: privateId), toQueue: recoveryStreamName)
@@ -116,6 +119,8 @@ extension RabbitMQAdapter {
         }
         return false
     }
+
+    static let minimumClaimWaitSeconds = 10.0
 
     public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] {
         let (packets, actions) = machine.withLockedValue { $0.restoredSocketConnecting(socketId) }

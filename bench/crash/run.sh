@@ -50,7 +50,7 @@ stop_all() {
 trap stop_all EXIT
 
 start_nodes() {
-    bench_vhost_open "bench-crash" || { log "no vhost (is RabbitMQ up?)"; exit 1; }
+    bench_vhost_open "bench-crash-$RANDOM" || { log "no vhost (is RabbitMQ up?)"; exit 1; }
     pids=()
     for i in 0 1 2; do
         local port=$((3410 + i))
