@@ -76,17 +76,18 @@ metric() {  # port name -> value (0 when absent)
 stream_messages() {  # AMQP messages in the namespace's recovery stream
     rabbitmqctl -q list_queues -p "$bench_vhost" name messages 2>/dev/null | awk '$1 ~ /#recovery$/ { sum += $2 } END { print sum + 0 }'
 }
-cluster_published() {
+cluster_sum() {  # metric name, summed over the three nodes (0 where a build lacks it)
     local total=0
-    for i in 0 1 2; do total=$(( total + $(metric $((3410 + i)) chat_cluster_messages_published | cut -d. -f1) )); done
+    for i in 0 1 2; do total=$(( total + $(metric $((3410 + i)) "$1" | cut -d. -f1) )); done
     echo "$total"
 }
 
 run_scenario() {  # name
     local name="$1" out="$work/$label-$1.json"
     start_nodes
-    local before_msgs before_stream after_msgs after_stream line
-    before_msgs="$(cluster_published)"; before_stream="$(stream_messages)"
+    local before_msgs before_stream before_publishes after_msgs after_stream after_publishes line
+    before_msgs="$(cluster_sum chat_cluster_messages_published)"; before_stream="$(stream_messages)"
+    before_publishes="$(cluster_sum chat_cluster_amqp_publishes)"
     case "$name" in
         connect-storm)
             line="$("$bench" connect-storm --url http://127.0.0.1:3410 --server-pid "${pids[0]}" --server-pid "${pids[1]}" --server-pid "${pids[2]}" \
@@ -100,12 +101,14 @@ run_scenario() {  # name
                     --connect-rate 1000 --connect-timeout-ms 30000 | tail -1)" ;;
     esac
     sleep 1
-    after_msgs="$(cluster_published)"; after_stream="$(stream_messages)"
-    python3 - "$line" "$((after_msgs - before_msgs))" "$((after_stream - before_stream))" > "$out" <<'PY'
+    after_msgs="$(cluster_sum chat_cluster_messages_published)"; after_stream="$(stream_messages)"
+    after_publishes="$(cluster_sum chat_cluster_amqp_publishes)"
+    python3 - "$line" "$((after_msgs - before_msgs))" "$((after_stream - before_stream))" "$((after_publishes - before_publishes))" > "$out" <<'PY'
 import json, sys
 report = json.loads(sys.argv[1])
 report["cluster_messages_published"] = int(sys.argv[2])
 report["recovery_stream_amqp_messages"] = int(sys.argv[3])
+report["amqp_publishes"] = int(sys.argv[4])  # 0 from a chat without the metric
 print(json.dumps(report))
 PY
     log "$name: $(cat "$out")"
