@@ -8,9 +8,9 @@
 /// must not be recovered (the client left on purpose), `.closed`.
 public struct SessionRecord: Sendable, Hashable {
     public enum State: UInt8, Sendable, Hashable {
-        /// Written while the socket is connected. Restorable when its node is gone (the node's
-        /// last heartbeat counts as the disconnect), or taken over when the client reconnects
-        /// elsewhere before its node noticed the loss.
+        /// Written while the socket is connected. Restorable only once its node is gone (the
+        /// node's last heartbeat counts as the disconnect); while the node lives and holds the
+        /// socket, a claim is refused, as socket.io refuses a session it has not seen disconnect.
         case connected = 0
         /// The node saw the connection drop: restorable for `maxDisconnectionDuration`.
         case disconnected = 1
@@ -25,9 +25,9 @@ public struct SessionRecord: Sendable, Hashable {
     public var data: EncodedPacket
     public var state: State
     /// One socket's life on one node (`<nodeID>-<counter>`). A restore's claim ends it: later
-    /// records of the same incarnation (its old node noticing the disconnect only then) are
-    /// stale everywhere, while the restored socket's records, a new incarnation, start a new
-    /// round of claims. Empty: every record starts a new round.
+    /// records of the same incarnation (its old node, cut off from the broker rather than dead,
+    /// flushing them late) are stale everywhere, while the restored socket's records, a new
+    /// incarnation, start a new round of claims. Empty: every record starts a new round.
     public var incarnation: String
 
     public init(privateId: String, socketId: String, rooms: [String], data: EncodedPacket,
