@@ -214,6 +214,19 @@ private func claim(_ machine: inout Machine, _ privateId: String = "p", offset: 
         guard case .restoredIfOriginGone? = claim(&machine, offset: "b-1", id: "k3", at: 8, now: 8) else { Issue.record("new round"); return }
     }
 
+    /// This node never heard of b (b died before it started): the record's own time stands for
+    /// the disconnection.
+    @Test func aConnectedRecordOfANodeNeverHeardOfExpiresAWindowAfterTheRecord() {
+        var machine = makeMachine()
+        _ = machine.streamRead(body(from: "b", sequence: 1, connected(incarnation: "b-1")), streamOffset: 1, now: 300)
+        _ = machine.streamRead(body(from: "b", sequence: 2, packet("b-1")), streamOffset: 2, now: 301)
+        guard case .restored? = claim(&machine, offset: "b-1", id: "k1", at: 3, now: 300 + window - 10) else { Issue.record("not restored"); return }
+        var late = makeMachine()
+        _ = late.streamRead(body(from: "b", sequence: 1, connected(incarnation: "b-1")), streamOffset: 1, now: 300)
+        _ = late.streamRead(body(from: "b", sequence: 2, packet("b-1")), streamOffset: 2, now: 301)
+        #expect(claim(&late, offset: "b-1", id: "k2", at: 3, now: 300 + window + 1) == .refused(.expired))
+    }
+
     @Test func aDisconnectedRecordIsRestoredWhetherItsNodeLivesOrNot() {
         var machine = makeMachine()
         node(&machine, "b", heardAt: 1)
