@@ -57,6 +57,7 @@ def test_admin_on_node_a_sees_and_acts_on_a_client_of_node_b(two_nodes):
     try:
         driver.get(f"{node_a.url}/admin?token={ADMIN_TOKEN}")
         wait(driver, "online", lambda d: d.find_element(By.ID, "status").text == "online")
+        assert not driver.find_element(By.ID, "login").is_displayed()
         wait(driver, "both nodes reporting", lambda d: sum(
             1 for r in rows(d, "nodes") if "ready" == r.find_elements(By.TAG_NAME, "td")[3].text) == 2, timeout=20)
         wait(driver, "Dora listed on node B", lambda d: any(
@@ -86,6 +87,7 @@ def test_admin_on_node_a_sees_and_acts_on_a_client_of_node_b(two_nodes):
         events = driver.find_element(By.ID, "events").text
         assert "connect" in events and "Dora" in events
         TEST_OUTPUT.mkdir(exist_ok=True)
+        driver.execute_script("window.scrollTo(0, 0)")
         driver.save_screenshot(str(TEST_OUTPUT / "admin-page.png"))
 
         # Disconnect Dora (on node B) from the page on node A.
@@ -108,9 +110,12 @@ def test_the_admin_page_asks_for_a_token_when_refused(two_nodes):
     try:
         driver.get(f"{two_nodes[0].url}/admin?token=wrong")
         wait(driver, "the login form", lambda d: d.find_element(By.ID, "login").is_displayed())
+        assert not driver.find_element(By.ID, "dashboard").is_displayed()
         assert "ADMIN_TOKEN" in driver.find_element(By.ID, "login-error").text
         driver.find_element(By.ID, "token-input").send_keys(ADMIN_TOKEN)
         driver.find_element(By.CSS_SELECTOR, "#login button").click()
         wait(driver, "online", lambda d: d.find_element(By.ID, "status").text == "online")
+        wait(driver, "the dashboard instead of the form", lambda d: d.find_element(By.ID, "dashboard").is_displayed()
+             and not d.find_element(By.ID, "login").is_displayed())
     finally:
         driver.quit()
