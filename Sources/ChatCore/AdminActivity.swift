@@ -7,6 +7,12 @@ public struct AdminActivity: Sendable, Hashable {
         public var time: Double
         public var packetsIn: Double
         public var packetsOut: Double
+
+        public init(time: Double, packetsIn: Double, packetsOut: Double) {
+            self.time = time
+            self.packetsIn = packetsIn
+            self.packetsOut = packetsOut
+        }
     }
 
     public struct Event: Sendable, Hashable {
