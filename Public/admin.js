@@ -8,6 +8,11 @@
   const COLORS = ["#2457c5", "#c4320a", "#067647", "#7a2ebd", "#b54708", "#0e7090", "#c11574", "#475467"];
   const WINDOW_SECONDS = 120;
   let token = params.get("token") || sessionStorage.getItem("admin.token") || "";
+  if (params.has("token")) {
+    // Out of the address bar (and so out of history and screenshots); kept for this tab.
+    sessionStorage.setItem("admin.token", token);
+    history.replaceState(null, "", location.pathname);
+  }
   let socket = null;
   let pollTimer = null;
   const socketRows = new Map();  // socket id -> <tr>
@@ -35,6 +40,7 @@
       if (error.data && error.data.code) {
         // A refusal (not a network error): ask for a token instead of retrying.
         socket.close();
+        sessionStorage.removeItem("admin.token");
         showLogin(reason);
       }
     });
@@ -48,12 +54,21 @@
     $("token-input").focus();
   }
 
+  // One overview request at a time; a poll asked for meanwhile runs when it is answered.
+  let polling = false;
+  let pollAgain = false;
   function poll() {
     clearTimeout(pollTimer);
     if (!socket || !socket.connected) return;
-    socket.timeout(5000).emit("admin:overview", null, (err, overview) => {
+    if (polling) { pollAgain = true; return; }
+    polling = true;
+    // A node that just died stays a member until its heartbeats expire: its requests
+    // time out (5 s on the server), so the page waits longer than that.
+    socket.timeout(10000).emit("admin:overview", null, (err, overview) => {
+      polling = false;
       if (!err && overview) render(overview);
-      pollTimer = setTimeout(poll, 1000);
+      pollTimer = setTimeout(poll, pollAgain ? 0 : 1000);
+      pollAgain = false;
     });
   }
 

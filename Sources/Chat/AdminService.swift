@@ -116,14 +116,14 @@ final class AdminService: Sendable {
     /// did arrive are lost too, and the page shows the other nodes as silent for that second.
     func overview() async -> JSONValue {
         let admin = io.of(Self.namespace)
+        // Both cluster-wide requests at once: a node that died a moment ago (still a member
+        // until its heartbeats expire) costs one time-out, not the sum of two.
+        async let described = try? io.fetchSockets()
+        async let answers = try? admin.serverSideEmitWithAck("admin:node", [], timeout: .seconds(2))
         var nodes: [JSONValue] = [report.report()]
-        var answered = false
-        do {
-            nodes += try await admin.serverSideEmitWithAck("admin:node", [], timeout: .seconds(2)).filter { $0.objectValue != nil }
-            answered = true
-        } catch {
-            logger.debug("admin: a node did not answer in time", metadata: ["error": "\(error)"])
-        }
+        let reports = await answers
+        let answered = reports != nil
+        nodes += (reports ?? []).filter { $0.objectValue != nil }
         let seen = Set(nodes.compactMap { $0["nodeID"]?.stringValue })
         let members = (admin.adapter as? RabbitMQAdapter)?.liveNodes ?? []
         for member in members.sorted() where !seen.contains(member) {
@@ -138,7 +138,7 @@ final class AdminService: Sendable {
         var roomCounts: [String: Int] = [:]
         var sockets: [JSONValue] = []
         var total = 0
-        if let described = try? await io.fetchSockets() {
+        if let described = await described {
             total = described.count
             for socket in described {
                 for room in socket.rooms where room != socket.id { roomCounts[room, default: 0] += 1 }
