@@ -46,6 +46,9 @@
     typingPeople: new Map(),  // name -> timer
   };
   $("name-input").value = state.name;
+  // Signed-in deployments (AUTH_JWT_*) hand the page a token; the name then comes from it.
+  const token = params.get("token") || "";
+  if (token) $("name-form").hidden = true;
 
   if (typeof io !== "function") {
     setStatus("error", "the socket.io client could not be loaded");
@@ -53,7 +56,7 @@
   }
 
   const socket = io({
-    auth: (cb) => cb({ name: state.name, room: state.room }),
+    auth: (cb) => cb(token ? { token, room: state.room } : { name: state.name, room: state.room }),
     transports: params.get("transport") ? [params.get("transport")] : undefined,
   });
   window.chatSocket = socket;
@@ -204,7 +207,9 @@
     setStatus("offline", reason === "io server disconnect" ? "disconnected by the server" : "reconnecting…");
   });
   socket.on("connect_error", (err) => {
-    setStatus("offline", "cannot reach the server, retrying…");
+    // A refused token is final (the client does not retry a middleware refusal).
+    const refused = err && err.data && typeof err.data.code === "string" && err.data.code.startsWith("token_");
+    setStatus(refused ? "error" : "offline", refused ? "sign-in refused" : "cannot reach the server, retrying…");
     if (err && err.data && err.data.message) showError(err.data.message);
   });
   socket.io.on("reconnect_attempt", () => setStatus("connecting", "reconnecting…"));

@@ -148,3 +148,43 @@ def start_sio_server():
     yield start
     for server in started:
         server.stop()
+
+
+# --- broker isolation ------------------------------------------------------------------
+# The chat a user starts with scripts/cluster lives in the broker's default vhost `/`. No
+# test may write there: scripts/test exports AMQP_URL with a vhost of the run's own, and a
+# plain `pytest` gets one here (made now, deleted at the end), so tests and the chat nodes
+# they start never share queues or the history stream with the user's chat.
+_session_vhost: str | None = None
+
+
+def amqp_vhost(url: str) -> str:
+    """The vhost an amqp:// URL names ('/' when none, as RabbitMQ reads it)."""
+    rest = url.split("://", 1)[-1]
+    path = rest.split("/", 1)[1] if "/" in rest else ""
+    path = path.split("?", 1)[0]
+    from urllib.parse import unquote
+    return unquote(path) if path else "/"
+
+
+def pytest_configure(config):
+    global _session_vhost
+    if os.environ.get("AMQP_URL"):
+        return
+    vhost = f"sio-pytest-{os.getpid()}"
+    try:
+        made = subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], capture_output=True, timeout=30).returncode == 0
+        made = made and subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                                       capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        made = False
+    if made:
+        _session_vhost = vhost
+    # Even when the vhost could not be made (no broker, no rabbitmqctl), the URL names it:
+    # a broker test then fails to connect instead of writing into the default vhost.
+    os.environ["AMQP_URL"] = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+
+
+def pytest_unconfigure(config):
+    if _session_vhost:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", _session_vhost], capture_output=True, timeout=30)

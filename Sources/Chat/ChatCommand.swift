@@ -17,7 +17,8 @@ struct ChatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
         abstract: "A Socket.IO chat node. Nodes find each other only through RabbitMQ.",
-        discussion: "Every option can also be set by the environment variable named in its help; a flag wins over the variable."
+        discussion: "Every option can also be set by the environment variable named in its help; a flag wins over the variable.",
+        subcommands: [ChatTokenCommand.self]
     )
 
     enum AdapterKind: String, ExpressibleByArgument, CaseIterable, Sendable {
@@ -139,6 +140,9 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "HTTP request timeout in milliseconds, as Node's (env REQUEST_TIMEOUT_MS).")
     var requestTimeout: Int64 = Env.int64("REQUEST_TIMEOUT_MS") ?? 300_000
 
+    @OptionGroup(title: "Sign-in and admin")
+    var access: ChatAccessOptions
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: String = Env.string("LOG_LEVEL") ?? "info"
 
@@ -148,6 +152,13 @@ struct ChatCommand: AsyncParsableCommand {
             limits = try validatedLimits()
         } catch {
             // One line that names the option; no trap, no stack of usage text.
+            FileHandle.standardError.write(Data("chat: invalid configuration: \(error)\n".utf8))
+            throw ExitCode(64)
+        }
+        let loadedAccess: ChatAccess
+        do {
+            loadedAccess = try await access.load(limits: limits)
+        } catch {
             FileHandle.standardError.write(Data("chat: invalid configuration: \(error)\n".utf8))
             throw ExitCode(64)
         }
@@ -174,7 +185,8 @@ struct ChatCommand: AsyncParsableCommand {
                 limits: limits,
                 recoveryWindow: .seconds(recoveryWindow),
                 presenceInterval: .milliseconds(presenceInterval),
-                roomAwareRouting: roomAwareRouting
+                roomAwareRouting: roomAwareRouting,
+                access: loadedAccess
             ),
             metrics: metrics,
             logger: logger

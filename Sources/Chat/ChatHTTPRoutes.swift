@@ -28,6 +28,7 @@ struct ChatHTTPRoutes: Sendable {
             files["/" + name] = StaticFile(contentType: contentType(of: name), body: ByteBuffer(bytes: data))
         }
         if let index = files["/index.html"] { files["/"] = index }
+        if let admin = files["/admin.html"] { files["/admin"] = admin }
         if let bundle = FileManager.default.contents(atPath: clientBundle) {
             files["/socket.io/socket.io.min.js"] = StaticFile(
                 contentType: "application/javascript; charset=UTF-8", body: ByteBuffer(bytes: bundle)

@@ -20,6 +20,8 @@ final class ChatNode: Sendable {
         var recoveryWindow: TimeAmount
         var presenceInterval: Duration
         var roomAwareRouting: Bool
+        /// Sign-in tokens and the admin page (ChatAccessOptions).
+        var access: ChatAccess = .open
     }
 
     let settings: Settings
@@ -70,10 +72,12 @@ final class ChatNode: Sendable {
     /// when cancelled while the broker is still unreachable).
     func start() async throws {
         var configuration = SocketIOServerConfiguration(
-            connectionStateRecovery: ConnectionStateRecovery(maxDisconnectionDuration: settings.recoveryWindow)
+            // Middlewares run for recovered sessions too: the sign-in token is checked again.
+            connectionStateRecovery: ConnectionStateRecovery(maxDisconnectionDuration: settings.recoveryWindow, skipMiddlewares: false)
         )
         configuration.logger = logger
         let history: any ChatHistoryStore
+        var brokerState: @Sendable () -> String = { "none (in-memory adapter)" }
         switch settings.adapter {
         case .memory:
             history = InMemoryChatHistory(limits: settings.limits)
@@ -86,13 +90,16 @@ final class ChatNode: Sendable {
             shared.start()
             history = shared
             parts.withLockedValue { $0.cluster = cluster; $0.history = shared }
+            brokerState = { cluster.isReady ? "connected" : "unreachable (holding messages)" }
         }
         let rateLimits = ChatRateLimiter(limits: settings.limits, metrics: metrics)
         configuration.connectAdmission = { rateLimits.admit($0) }
         let io = SocketIOServer(configuration)
         let presence = PresencePublisher(io: io, limits: settings.limits, interval: settings.presenceInterval, logger: logger)
+        settings.access.installSignIn(on: io)
         ChatService(io: io, limits: settings.limits, history: history, presence: presence, rateLimits: rateLimits,
-                    metrics: metrics, logger: logger).install()
+                    metrics: metrics, logger: logger, namesFromTokens: settings.access.namesFromTokens).install()
+        installAdmin(io: io, history: history, brokerState: brokerState)
         try await io.start()
         parts.withLockedValue { $0.io = io }
         engineDelegate.target.withLockedValue { $0 = io }

@@ -19,11 +19,15 @@ final class ChatService: Sendable {
     let rateLimits: ChatRateLimiter
     let metrics: ChatMetrics
     let logger: Logger
+    /// Sign-in is on: the auth middleware put the token's name in `socket.data`, and
+    /// `set-name` is refused.
+    let namesFromTokens: Bool
 
     init(
         io: SocketIOServer, limits: ChatLimits, history: any ChatHistoryStore, presence: PresencePublisher,
-        rateLimits: ChatRateLimiter, metrics: ChatMetrics, logger: Logger
+        rateLimits: ChatRateLimiter, metrics: ChatMetrics, logger: Logger, namesFromTokens: Bool = false
     ) {
+        self.namesFromTokens = namesFromTokens
         self.io = io
         self.limits = limits
         self.history = history
@@ -46,7 +50,8 @@ final class ChatService: Sendable {
         if !socket.recovered || profile == nil {
             let auth = socket.handshake.auth
             var generator = SystemRandomNumberGenerator()
-            let name = auth["name"]?.stringValue.flatMap { try? ChatRules.validateName($0, limits: limits).get() }
+            let signedName = namesFromTokens ? socket.data["name"]?.stringValue : nil
+            let name = signedName ?? auth["name"]?.stringValue.flatMap { try? ChatRules.validateName($0, limits: limits).get() }
                 ?? ChatRules.guestName(using: &generator)
             let room = auth["room"]?.stringValue.flatMap { try? ChatRules.validateRoom($0, limits: limits).get() }
                 ?? ChatRules.defaultRoom
@@ -75,6 +80,7 @@ final class ChatService: Sendable {
             }
         }
         socket.on("set-name") { [self] args, ack in
+            if namesFromTokens { return refuse(socket, .nameFromToken, ack: ack) }
             guard changeBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
                 metrics.eventsRateLimited.increment()
                 return refuse(socket, .tooManyChanges, ack: ack)

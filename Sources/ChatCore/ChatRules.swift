@@ -27,6 +27,8 @@ public struct ChatError: Error, Codable, Sendable, Hashable {
             message: "You are sending too fast (at most \(Self.trimmed(perSecond)) messages per second); wait a moment."
         )
     }
+    /// Sign-in is on: the name comes from the token.
+    public static let nameFromToken = ChatError(code: "name_from_token", message: "Your name comes from your sign-in token; it cannot be changed here.")
     /// With the default limits.
     public static let invalidRoom = roomRefusal(ChatLimits())
     public static let invalidName = nameRefusal(ChatLimits())
