@@ -47,7 +47,8 @@ extension RabbitMQAdapter {
             ]
             tasks.withLockedValue { $0.append(contentsOf: started) }
         } catch {
-            for channel in opened { Task { try? await channel.close() } }
+            // A retried start must not leak channels; the one the broker closed is gone already.
+            for channel in opened { Task { if await channel.isOpen { try? await channel.close() } } }
             throw error
         }
         let interval = Int64(clamping: Self.nanoseconds(seconds: options.heartbeatIntervalSeconds))

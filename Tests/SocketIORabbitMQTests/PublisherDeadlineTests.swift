@@ -73,8 +73,8 @@ private func join(_ room: String) -> ClusterPayload { .socketsJoin(selection: Cl
         _ = machine.publishConfirmTimedOut(first, now: 5 * second)
         #expect(machine.publishConfirmTimedOut(first, now: 6 * second).isEmpty, "the same batch again: already handled")
         _ = machine.publishChannelReplaced()
-        guard let second = machine.nextBatch() else { Issue.record("no batch"); return }
-        let delay = republishDelay(machine.publishConfirmTimedOut(second, now: 11 * second)) ?? 0
+        guard let again = machine.nextBatch() else { Issue.record("no batch"); return }
+        let delay = republishDelay(machine.publishConfirmTimedOut(again, now: 11 * second)) ?? 0
         #expect(delay > 0, "a second timeout in a row waits before the next channel")
         #expect(machine.metricsSnapshot.confirmTimeouts == 2)
     }
