@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import SocketIORabbitMQ
 
 /// Room history shared by every node through a RabbitMQ stream (`chat.history`).
 ///
@@ -127,13 +128,9 @@ final class RabbitMQChatHistory: ChatHistoryStore {
     /// Serves until a part ends; returns why. The connection recovers by itself from a
     /// dropped socket, and its consumers and topology come back with it.
     private func serve(_ connection: AMQPConnection, onServing: () -> Void) async throws -> String {
+        try await RabbitMQStreams.declare(Self.streamName, arguments: ["x-max-age": .longString("7D"), "x-max-length-bytes": .int64(200_000_000)],
+                                          replicas: streamReplicas, on: connection, logger: logger)
         let channel = try await connection.openChannel()
-        _ = try await channel.queueDeclare(
-            Self.streamName, durable: true,
-            arguments: ["x-queue-type": .longString("stream"), "x-max-age": .longString("7D"),
-                        "x-max-length-bytes": .int64(200_000_000),
-                        "x-initial-cluster-size": .int32(Int32(streamReplicas))]
-        )
         try await channel.basicQos(prefetchCount: 500)
         let consumer = try await channel.consume(
             queue: Self.streamName, arguments: ["x-stream-offset": .longString("first")]

@@ -26,12 +26,10 @@ extension RabbitMQAdapter {
             try await publish.exchangeDeclare(exchangeName, type: "direct", durable: true)
             try await declareNodeQueue(on: consume)
             if let recoveryStreamName {
-                try await consume.queueDeclare(recoveryStreamName, durable: true, arguments: [
-                    "x-queue-type": .longString("stream"),
+                try await RabbitMQStreams.declare(recoveryStreamName, arguments: [
                     "x-max-age": .longString(options.recoveryStreamMaxAge),
                     "x-max-length-bytes": .int64(Int64(clamping: options.recoveryStreamMaxLengthBytes)),
-                    "x-initial-cluster-size": .int32(Int32(clamping: options.streamInitialClusterSize)),
-                ])
+                ], replicas: options.streamInitialClusterSize, on: cluster.connection, logger: logger)
             }
             // Manual acks: a message the broker handed over but this node had not handled when its
             // connection died is redelivered after recovery (the duplicate filter drops copies).
