@@ -39,6 +39,8 @@ enum BenchClientCommand: Sendable {
     case sendOne(sender: Int, sequence: Int)
     /// Close the TCP connection abruptly and hand back what recovery needs.
     case dropForRecovery(EventLoopPromise<RecoveryToken?>)
+    /// Hand back what recovery needs, staying connected (the server is about to be killed).
+    case recoveryToken(EventLoopPromise<RecoveryToken?>)
 }
 
 /// Engine.IO v4 + Socket.IO v5 client over an open WebSocket, doing only what the bench
@@ -129,6 +131,10 @@ final class BenchClientHandler: ChannelInboundHandler {
             guard phase == .connected else { return }
             self.sequence = sequence
             emitBenchMessage(context: context, sender: sender)
+        case .recoveryToken(let promise):
+            promise.succeed(pid.map { RecoveryToken(pid: $0, offset: lastOffset) })
+            // Its server is killed next: that close is expected.
+            closingOnPurpose = true
         case .dropForRecovery(let promise):
             promise.succeed(pid.map { RecoveryToken(pid: $0, offset: lastOffset) })
             closingOnPurpose = true

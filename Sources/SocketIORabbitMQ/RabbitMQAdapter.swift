@@ -53,6 +53,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     let channelReplacement = NIOLockedValueBox<UInt64?>(nil)
     /// The channel this node's queue is consumed and bound on (replaced when its consumer restarts).
     let nodeChannel = NIOLockedValueBox<AMQPChannel?>(nil)
+    /// Recent answers of the broker to "is this node's queue still consumed?" (+Restore).
+    let originChecks = NIOLockedValueBox<[String: (task: Task<Bool, Never>, at: UInt64)]>([:])
 
     init(namespace: SocketIONamespace, cluster: RabbitMQCluster) {
         self.namespace = namespace
