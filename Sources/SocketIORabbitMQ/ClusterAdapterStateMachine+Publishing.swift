@@ -27,6 +27,11 @@ extension ClusterAdapterStateMachine {
                 size: { $0.outgoing.body.readableBytes },
                 mayBeReordered: { job in streamName.map { job.outgoing.exchange.isEmpty && job.outgoing.routingKeys == [$0] } ?? false })
             guard let first = batch.first else { return nil }
+            // Not on a channel that stopped confirming: the jobs wait for its replacement.
+            if publisherHealth.awaitingChannel {
+                pendingJobs.insert(contentsOf: batch, at: 0)
+                return nil
+            }
             guard first.epoch == epoch, outbox.isConnected, let routingKey = first.outgoing.routingKeys.first else { continue }
             let body: ByteBuffer
             do throws(ClusterMessageEncodingError) {
@@ -139,9 +144,16 @@ extension ClusterAdapterStateMachine {
     }
 
     private mutating func republish(now: UInt64, reason: String) -> [Action] {
-        // Everything numbered on the old channel is stale; the outbox keeps it, in order.
+        // Everything numbered on the old channel is stale; the outbox numbers it again, in
+        // order, for the new one. The outbox stays connected: this is no broker outage, so
+        // recoverable packets still go through the stream (not delivered at once here).
         outbox.connectionLost()
         epoch += 1
+        let replayEpoch = epoch
+        pendingJobs.removeAll()
+        pendingJobs.append(contentsOf: outbox.connectionRestored().map {
+            PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: replayEpoch)
+        })
         publisherHealth.awaitingChannel = true
         publisherHealth.consecutiveRepublishes &+= 1
         if publisherHealth.stalledSince == nil { publisherHealth.stalledSince = now }
@@ -149,17 +161,11 @@ extension ClusterAdapterStateMachine {
         return [.republishOnNewChannel(afterNanoseconds: publisherHealth.backoffNanoseconds), .readinessMayHaveChanged]
     }
 
-    /// The adapter opened a new confirm channel for the publisher: the outbox goes out on it,
-    /// oldest first. (A connection recovery meanwhile replayed it already.)
+    /// The adapter opened a new confirm channel for the publisher: the outbox, numbered
+    /// again at the timeout (or by a connection recovery meanwhile), goes out on it in order.
     mutating func publishChannelReplaced() -> [Action] {
         guard publisherHealth.awaitingChannel else { return [] }
         publisherHealth.awaitingChannel = false
-        guard !outbox.isConnected, isConsuming else { return [] }
-        epoch += 1
-        let replayEpoch = epoch
-        pendingJobs.append(contentsOf: outbox.connectionRestored().map {
-            PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: replayEpoch)
-        })
         return [.wakePublisher]
     }
 
@@ -184,7 +190,7 @@ extension ClusterAdapterStateMachine {
     func notReadyReasons(now: UInt64) -> [String] {
         var reasons: [String] = []
         if !isConsuming { reasons.append("starting: queues and consumers not up yet") }
-        if isConsuming && !outbox.isConnected && !publisherHealth.awaitingChannel {
+        if isConsuming && !outbox.isConnected {
             reasons.append("broker connection lost; holding \(outbox.count) cluster messages")
         }
         if nodeConsumerLost { reasons.append("node queue consumer ended; restarting it") }
