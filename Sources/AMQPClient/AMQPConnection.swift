@@ -101,16 +101,24 @@ public final class AMQPConnection: Sendable {
     public func openChannel() async throws -> AMQPChannel {
         let core = self.core
         let promise = core.eventLoop.makePromise(of: AMQPMethod.self)
-        let channel = try await core.eventLoop.submit { () throws -> AMQPChannel in
-            guard core.acceptsApplicationWork else { throw core.unavailableError }
-            let id = try core.allocateChannelID()
-            let channelCore = ChannelCore(id: id)
-            core.channels[id] = channelCore
-            let channel = AMQPChannel(connection: self, core: channelCore)
-            core.publicChannels[id] = .init(value: channel)
-            core.openChannel(channelCore, promise: promise)
-            return channel
-        }.get()
+        let channel: AMQPChannel
+        do {
+            channel = try await core.eventLoop.submit { () throws -> AMQPChannel in
+                guard core.acceptsApplicationWork else { throw core.unavailableError }
+                let id = try core.allocateChannelID()
+                let channelCore = ChannelCore(id: id)
+                core.channels[id] = channelCore
+                let channel = AMQPChannel(connection: self, core: channelCore)
+                core.publicChannels[id] = .init(value: channel)
+                core.openChannel(channelCore, promise: promise)
+                return channel
+            }.get()
+        } catch {
+            // Refused before the open was sent (not connected, no free id): the promise was
+            // never handed on, and a promise dropped unfulfilled traps in debug builds.
+            promise.fail(error)
+            throw error
+        }
         do {
             _ = try await promise.futureResult.get()
         } catch {

@@ -37,6 +37,9 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(name: .customLong("amqp-url"), help: "RabbitMQ URL; several may be given comma-separated for failover (env AMQP_URL).")
     var amqpURL: String = Env.string("AMQP_URL") ?? "amqp://guest:guest@localhost:5672"
 
+    @Option(help: "Replicas of the recovery and history streams when first declared, x-initial-cluster-size (env STREAM_REPLICAS).")
+    var streamReplicas: Int = Env.int("STREAM_REPLICAS") ?? 3
+
     @Option(help: "Name of this node in logs and cluster messages (env NODE_NAME; default chat-<port>).")
     var nodeName: String = Env.string("NODE_NAME") ?? ""
 
@@ -162,6 +165,10 @@ struct ChatCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("chat: invalid configuration: \(error)\n".utf8))
             throw ExitCode(64)
         }
+        guard (1...255).contains(streamReplicas) else {
+            FileHandle.standardError.write(Data("chat: invalid configuration: STREAM_REPLICAS (--stream-replicas) is '\(streamReplicas)'; expected 1 to 255\n".utf8))
+            throw ExitCode(64)
+        }
         MallocArenas.limitToCoreCount()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -186,6 +193,7 @@ struct ChatCommand: AsyncParsableCommand {
                 recoveryWindow: .seconds(recoveryWindow),
                 presenceInterval: .milliseconds(presenceInterval),
                 roomAwareRouting: roomAwareRouting,
+                streamReplicas: streamReplicas,
                 access: loadedAccess
             ),
             metrics: metrics,

@@ -28,6 +28,8 @@ struct ChatMetrics: Sendable {
     let brokerPublishLatencyMean: Gauge
     let brokerPublishLatencyMax: Gauge
     let brokerUnencodable: Gauge
+    let brokerOutboxOldestAge: Gauge
+    let brokerConfirmTimeouts: Gauge
     /// `engineio_live_objects{kind=…}`: per-connection objects still allocated. With no
     /// client connected every one of them must read 0; anything else is a leak.
     let liveObjects: [(counter: LiveObjectCounter, gauge: Gauge)]
@@ -101,6 +103,14 @@ struct ChatMetrics: Sendable {
                 help: "Per-connection objects still allocated, by kind."
             ))
         }
+        brokerOutboxOldestAge = registry.makeGauge(
+            name: "chat_cluster_outbox_oldest_age_seconds",
+            help: "Age of the oldest cluster message not yet confirmed by RabbitMQ (0 when the outbox is empty)."
+        )
+        brokerConfirmTimeouts = registry.makeGauge(
+            name: "chat_cluster_confirm_timeouts",
+            help: "Publishes not confirmed in time and republished on a new channel, since start."
+        )
         brokerPublishLatencyMax = registry.makeGauge(
             name: "chat_cluster_publish_latency_max_seconds", help: "Longest time from enqueue to broker confirm."
         )
@@ -118,6 +128,8 @@ struct ChatMetrics: Sendable {
         brokerPublishLatencyMean.set(cluster.meanPublishLatencyMilliseconds / 1000)
         brokerUnencodable.set(Int64(clamping: cluster.encodingFailures))
         brokerPublishLatencyMax.set(Double(cluster.publishLatencyMaxNanoseconds) / 1e9)
+        brokerOutboxOldestAge.set(cluster.outboxOldestAgeSeconds)
+        brokerConfirmTimeouts.set(Int64(clamping: cluster.confirmTimeouts))
     }
 
     /// The text exposition format, for `GET /metrics`.

@@ -20,6 +20,8 @@ final class ChatNode: Sendable {
         var recoveryWindow: TimeAmount
         var presenceInterval: Duration
         var roomAwareRouting: Bool
+        /// `x-initial-cluster-size` of the streams this node declares (recovery, history).
+        var streamReplicas: Int = 3
         /// Sign-in tokens and the admin page (ChatAccessOptions).
         var access: ChatAccess = .open
     }
@@ -62,7 +64,8 @@ final class ChatNode: Sendable {
             switch settings.adapter {
             case .memory: return "single node, in-memory adapter"
             case .rabbitmq:
-                let cluster = (parts.cluster?.isReady ?? false) ? "cluster adapter connected" : "cluster adapter: broker unreachable, holding messages"
+                let reasons = parts.cluster?.notReadyReasons ?? ["no cluster connection"]
+                let cluster = reasons.isEmpty ? "cluster adapter connected" : "cluster adapter: " + reasons.joined(separator: "; ")
                 return cluster + "; " + (parts.history?.detail ?? "no history")
             }
         }
@@ -86,7 +89,8 @@ final class ChatNode: Sendable {
             configuration.adapterFactory = cluster.adapterFactory
             var amqp = try AMQPConnectionConfiguration(urls: settings.amqpURLs)
             amqp.connectionName = "chat history \(settings.nodeName)"
-            let shared = RabbitMQChatHistory(limits: settings.limits, configuration: amqp, logger: logger)
+            let shared = RabbitMQChatHistory(limits: settings.limits, configuration: amqp, logger: logger,
+                                             streamReplicas: settings.streamReplicas)
             shared.start()
             history = shared
             parts.withLockedValue { $0.cluster = cluster; $0.history = shared }
@@ -100,10 +104,34 @@ final class ChatNode: Sendable {
         ChatService(io: io, limits: settings.limits, history: history, presence: presence, rateLimits: rateLimits,
                     metrics: metrics, logger: logger, namesFromTokens: settings.access.namesFromTokens).install()
         installAdmin(io: io, history: history, brokerState: brokerState)
-        try await io.start()
+        guard await startRetrying(io) else { return }
         parts.withLockedValue { $0.io = io }
         engineDelegate.target.withLockedValue { $0 = io }
         logger.info("chat node ready", metadata: ["adapter": "\(settings.adapter.rawValue)"])
+    }
+
+    /// Starts the Socket.IO server (the adapters declare their queues and streams and start
+    /// consuming), retrying with back-off (0.5 s doubling to 10 s) until it works or the node
+    /// stops: in a RabbitMQ cluster the broker can refuse for a while (a stream just declared
+    /// is not up on every node yet, 541; its replica is moving, 406). Every failure is logged
+    /// and shown on /readyz. False when cancelled first.
+    private func startRetrying(_ io: SocketIOServer) async -> Bool {
+        var attempt = 0
+        while !Task.isCancelled {
+            do {
+                try await io.start()
+                if attempt > 0 { logger.notice("chat node started", metadata: ["failedAttempts": "\(attempt)"]) }
+                return true
+            } catch {
+                attempt += 1
+                let delay = min(500_000_000 << UInt64(min(attempt - 1, 5)), 10_000_000_000)
+                let reason = "start failed (attempt \(attempt)): \(error); retrying in \(Double(delay) / 1e9) s"
+                parts.withLockedValue { $0.waitingFor = reason }
+                logger.error("chat node could not start; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                try? await Task.sleep(nanoseconds: UInt64(delay))
+            }
+        }
+        return false
     }
 
     /// Connects to RabbitMQ, retrying every 2 s. The first failure is logged as one clear
@@ -111,6 +139,7 @@ final class ChatNode: Sendable {
     private func connectCluster() async -> RabbitMQCluster? {
         var options = RabbitMQAdapterOptions()
         options.roomAwareRouting = settings.roomAwareRouting
+        options.streamInitialClusterSize = settings.streamReplicas
         var reported = false
         while !Task.isCancelled {
             do {

@@ -27,6 +27,11 @@ extension ClusterAdapterStateMachine {
                 size: { $0.outgoing.body.readableBytes },
                 mayBeReordered: { job in streamName.map { job.outgoing.exchange.isEmpty && job.outgoing.routingKeys == [$0] } ?? false })
             guard let first = batch.first else { return nil }
+            // Not on a channel that stopped confirming: the jobs wait for its replacement.
+            if publisherHealth.awaitingChannel {
+                pendingJobs.insert(contentsOf: batch, at: 0)
+                return nil
+            }
             guard first.epoch == epoch, outbox.isConnected, let routingKey = first.outgoing.routingKeys.first else { continue }
             let body: ByteBuffer
             do throws(ClusterMessageEncodingError) {
@@ -48,6 +53,7 @@ extension ClusterAdapterStateMachine {
     /// messages were requeued when it was lost and will be confirmed on the new one.
     mutating func publishConfirmed(_ batch: PublishBatch, now: UInt64) -> [Action] {
         guard batch.epoch == epoch else { return [] }
+        var actions = publisherProgressed()
         metrics.publishedBatches &+= 1
         for number in batch.publishNumbers {
             for entry in outbox.confirm(publishNumber: number, multiple: false) {
@@ -57,16 +63,10 @@ extension ClusterAdapterStateMachine {
                 metrics.publishLatencyMaxNanoseconds = max(metrics.publishLatencyMaxNanoseconds, latency)
             }
         }
-        guard outboxIsEmpty, !drainWaiters.isEmpty else { return [] }
-        defer { drainWaiters.removeAll() }
-        return drainWaiters.map { .resumeDrainWaiter($0.waiter) }
-    }
-
-    /// The broker refused the batch (basic.nack): its messages go out again at the next recovery.
-    mutating func publishNacked(_ batch: PublishBatch) {
-        metrics.publishFailures &+= 1
-        guard batch.epoch == epoch else { return }
-        for number in batch.publishNumbers { outbox.reject(publishNumber: number, multiple: false) }
+        guard outboxIsEmpty, !drainWaiters.isEmpty else { return actions }
+        actions += drainWaiters.map { .resumeDrainWaiter($0.waiter) }
+        drainWaiters.removeAll()
+        return actions
     }
 
     /// The publish failed (connection lost, channel closed): the epoch's channel is gone.
@@ -87,5 +87,125 @@ extension ClusterAdapterStateMachine {
         guard !outboxIsEmpty, outbox.isConnected else { return [.resumeDrainWaiter(waiter)] }
         drainWaiters.append((deadline, waiter))
         return []
+    }
+}
+
+// MARK: Deadlines and republishing
+
+/// Whether the publisher makes progress. A confirm that never comes (a stream whose leader
+/// died can leave a channel with an unconfirmed publish for good) or a nack stalls it; the
+/// stall lasts until the broker confirms something again, and makes the node not ready.
+struct PublisherHealth: Sendable, Hashable {
+    /// When the publisher stopped making progress (nil: it makes progress).
+    var stalledSince: UInt64?
+    var reason: String?
+    /// Republishes in a row without a confirm in between: the back-off before the next one.
+    var consecutiveRepublishes: UInt64 = 0
+    /// Waiting for the adapter to open a new channel and feed `publishChannelReplaced`.
+    var awaitingChannel = false
+
+    var isStalled: Bool { stalledSince != nil }
+
+    /// 0 for the first republish (a lost confirm is usually a one-off), then 0.5 s doubling up
+    /// to 5 s: a broker that keeps refusing is not hammered.
+    var backoffNanoseconds: UInt64 {
+        guard consecutiveRepublishes > 1 else { return 0 }
+        let exponent = min(consecutiveRepublishes - 2, 4)
+        return min(500_000_000 << exponent, 5_000_000_000)
+    }
+}
+
+extension ClusterAdapterStateMachine {
+    /// The deadline of a batch handed to the publisher now.
+    func confirmDeadline(now: UInt64) -> UInt64 {
+        let (sum, overflow) = now.addingReportingOverflow(configuration.publishConfirmTimeoutNanoseconds)
+        return overflow ? .max : sum
+    }
+
+    /// `batch` was not confirmed by its deadline. Every unconfirmed message goes out again,
+    /// in order, on a new channel (receivers drop copies by origin and sequence); the old
+    /// channel's late confirms are stale from here on.
+    mutating func publishConfirmTimedOut(_ batch: PublishBatch, now: UInt64) -> [Action] {
+        guard batch.epoch == epoch, outbox.isConnected, !publisherHealth.awaitingChannel else { return [] }
+        metrics.confirmTimeouts &+= 1
+        let seconds = Self.seconds(configuration.publishConfirmTimeoutNanoseconds)
+        let log = Action.log(.confirmTimedOut(unconfirmed: outbox.unconfirmedCount, timeouts: metrics.confirmTimeouts))
+        return [log] + republish(now: now, reason: "publisher: no confirm from RabbitMQ within \(seconds) s; republishing on a new channel")
+    }
+
+    /// The broker refused a batch (basic.nack): it goes out again, in order, on a new channel.
+    @discardableResult
+    mutating func publishNacked(_ batch: PublishBatch, now: UInt64 = 0) -> [Action] {
+        metrics.publishFailures &+= 1
+        guard batch.epoch == epoch else { return [] }
+        for number in batch.publishNumbers { outbox.reject(publishNumber: number, multiple: false) }
+        guard outbox.isConnected, !publisherHealth.awaitingChannel else { return [] }
+        return [.log(.publishNacked(republishing: outbox.count))] + republish(now: now, reason: "publisher: RabbitMQ refused a publish (nack); republishing")
+    }
+
+    private mutating func republish(now: UInt64, reason: String) -> [Action] {
+        // Everything numbered on the old channel is stale; the outbox numbers it again, in
+        // order, for the new one. The outbox stays connected: this is no broker outage, so
+        // recoverable packets still go through the stream (not delivered at once here).
+        outbox.connectionLost()
+        epoch += 1
+        let replayEpoch = epoch
+        pendingJobs.removeAll()
+        pendingJobs.append(contentsOf: outbox.connectionRestored().map {
+            PublishJob(outgoing: $0.item, publishNumber: $0.publishNumber, epoch: replayEpoch)
+        })
+        publisherHealth.awaitingChannel = true
+        publisherHealth.consecutiveRepublishes &+= 1
+        if publisherHealth.stalledSince == nil { publisherHealth.stalledSince = now }
+        publisherHealth.reason = reason
+        return [.republishOnNewChannel(afterNanoseconds: publisherHealth.backoffNanoseconds), .readinessMayHaveChanged]
+    }
+
+    /// The adapter opened a new confirm channel for the publisher: the outbox, numbered
+    /// again at the timeout (or by a connection recovery meanwhile), goes out on it in order.
+    mutating func publishChannelReplaced() -> [Action] {
+        guard publisherHealth.awaitingChannel else { return [] }
+        publisherHealth.awaitingChannel = false
+        return [.wakePublisher]
+    }
+
+    /// Opening the new channel failed (the broker is away, or refuses): try again after a back-off.
+    mutating func publishChannelReplacementFailed(_ error: String) -> [Action] {
+        guard publisherHealth.awaitingChannel, !isClosed else { return [] }
+        publisherHealth.consecutiveRepublishes &+= 1
+        publisherHealth.reason = "publisher: cannot open a new channel (\(error)); retrying"
+        return [.republishOnNewChannel(afterNanoseconds: max(publisherHealth.backoffNanoseconds, 500_000_000))]
+    }
+
+    /// A confirm of the current channel: the publisher makes progress again.
+    mutating func publisherProgressed() -> [Action] {
+        publisherHealth.consecutiveRepublishes = 0
+        guard publisherHealth.isStalled else { return [] }
+        publisherHealth.stalledSince = nil
+        publisherHealth.reason = nil
+        return [.readinessMayHaveChanged]
+    }
+
+    /// Why this adapter is not ready, one line each (empty when ready): what `/readyz` shows.
+    func notReadyReasons(now: UInt64) -> [String] {
+        var reasons: [String] = []
+        if !isConsuming { reasons.append("starting: queues and consumers not up yet") }
+        if isConsuming && !outbox.isConnected {
+            reasons.append("broker connection lost; holding \(outbox.count) cluster messages")
+        }
+        if nodeConsumerLost { reasons.append("node queue consumer ended; restarting it") }
+        if streamConsumerLost { reasons.append("recovery stream consumer ended; restarting it") }
+        if let since = publisherHealth.stalledSince {
+            let oldest = outbox.oldestEnqueuedAtNanoseconds.map { Self.seconds(now &- min($0, now)) } ?? "-"
+            reasons.append("\(publisherHealth.reason ?? "publisher stalled") (stalled \(Self.seconds(now &- min(since, now))) s, "
+                           + "outbox \(outbox.count), oldest \(oldest) s)")
+        }
+        return reasons
+    }
+
+    /// Nanoseconds as seconds with one decimal, for readiness lines.
+    static func seconds(_ nanoseconds: UInt64) -> String {
+        let tenths = nanoseconds / 100_000_000
+        return "\(tenths / 10).\(tenths % 10)"
     }
 }

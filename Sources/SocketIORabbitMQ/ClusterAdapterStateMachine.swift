@@ -33,6 +33,8 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         var recoveryWindowNanoseconds: UInt64 = 0
         var maxLoggedPackets: Int = 1000
         var maxLoggedBytes: Int = 32 * 1024 * 1024
+        /// A publish not confirmed within this is republished on a new channel (+Publishing).
+        var publishConfirmTimeoutNanoseconds: UInt64 = 5_000_000_000
         var maxBatchMessages = 256
         var maxBatchBytes = 256 * 1024
         /// Far above a restore plus its middlewares: a hold whose socket never connected nor
@@ -72,6 +74,9 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         case resumeClaimWaiter(Waiter, ClaimOutcome?)
         /// A message from another node that needs the local adapter or the namespace.
         case handleRemote(RemoteWork)
+        /// The publisher's channel is stuck or refused a batch: open a new confirm channel
+        /// (after `afterNanoseconds`, a back-off), then feed `publishChannelReplaced`.
+        case republishOnNewChannel(afterNanoseconds: UInt64)
         /// `isReady` may have changed.
         case readinessMayHaveChanged
         case log(LogEvent)
@@ -99,12 +104,15 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         case replaying(count: Int)
         case holdOverflow(socketId: String, dropped: Int)
         case streamRecreated(lastOffset: Int64)
+        /// No confirm within the deadline: the unconfirmed batches go out again on a new channel.
+        case confirmTimedOut(unconfirmed: Int, timeouts: UInt64)
+        case publishNacked(republishing: Int)
     }
 
     let configuration: Configuration
     var outbox: ClusterOutbox<ClusterOutgoing>
     /// Bumped on every connection loss and recovery: jobs and confirms of an older channel are stale.
-    private(set) var epoch: UInt64 = 0
+    var epoch: UInt64 = 0
     private(set) var lastSequence: UInt64 = 0
     var lastRecoveryOffset: UInt64 = 0
     var membership: ClusterMembership
@@ -148,7 +156,9 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
     var pendingClaims: [String: PendingClaim] = [:]
     private(set) var isConsuming = false
     /// The node-queue consumer ended while the adapter was open: nothing from other nodes arrives.
-    private(set) var nodeConsumerLost = false
+    var nodeConsumerLost = false
+    /// Whether the publisher makes progress (confirm deadlines, republishing; +Publishing).
+    var publisherHealth = PublisherHealth()
     /// The live recovery-stream consumer ended while the connection stayed up (the broker
     /// cancelled it): nothing recoverable is delivered here until it is back.
     var streamConsumerLost = false
@@ -172,12 +182,13 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
 
     // MARK: Queries
 
-    var isReady: Bool { isConsuming && outbox.isConnected && !streamConsumerLost && !nodeConsumerLost }
+    var isReady: Bool { isConsuming && outbox.isConnected && !streamConsumerLost && !nodeConsumerLost && !publisherHealth.isStalled }
 
     var metricsSnapshot: RabbitMQAdapterMetrics {
         var snapshot = metrics
         snapshot.outboxSize = outbox.count
         snapshot.outboxOverflow = outbox.overflowCount
+        snapshot.outboxOldestEnqueuedAtNanoseconds = outbox.oldestEnqueuedAtNanoseconds
         snapshot.duplicatesDropped = duplicates.duplicateCount &+ streamCopies.duplicateCount
         return snapshot
     }

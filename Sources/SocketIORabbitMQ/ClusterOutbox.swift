@@ -59,6 +59,13 @@ public struct ClusterOutbox<Item: Sendable>: Sendable {
     public var count: Int { unconfirmed.count + waiting.count }
     public var unconfirmedCount: Int { unconfirmed.count }
 
+    /// When the oldest message not yet confirmed was enqueued (nil: the outbox is empty).
+    /// Each deque is oldest first; a nacked message sits behind `waiting` until the adapter
+    /// republishes (which puts it in front again), and meanwhile is not counted here.
+    public var oldestEnqueuedAtNanoseconds: UInt64? {
+        [unconfirmed.first?.entry.enqueuedAtNanoseconds, waiting.first?.enqueuedAtNanoseconds].compactMap { $0 }.min()
+    }
+
     public mutating func enqueue(_ item: Item, nowNanoseconds: UInt64) -> EnqueueOutcome {
         let entry = Entry(item: item, enqueuedAtNanoseconds: nowNanoseconds)
         var dropped: Item?

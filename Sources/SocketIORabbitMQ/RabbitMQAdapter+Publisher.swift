@@ -1,29 +1,101 @@
 import AMQPClient
 import AMQPProtocol
+import NIOConcurrencyHelpers
+import NIOCore
 
 /// The publisher: one task per adapter takes batches from the machine in outbox order and
 /// waits for each confirm (concurrent publishes from separate tasks could overtake each
 /// other). Whatever queued up meanwhile goes out as one batch, so throughput does not stop
-/// at one message per confirm round trip. What a confirm, nack or failure means is the
-/// machine's decision.
+/// at one message per confirm round trip. Every wait for a confirm has a deadline: in a
+/// RabbitMQ cluster a channel can keep a publish unconfirmed for good (a stream's leader
+/// died), and the machine then republishes the outbox on a new channel. What a confirm,
+/// nack, failure or timeout means is the machine's decision.
 extension RabbitMQAdapter {
-    func runPublisher(on channel: AMQPChannel) async {
+    enum PublishOutcome: Sendable {
+        case confirmed, nacked, failed, timedOut
+    }
+
+    func runPublisher(on first: AMQPChannel) async {
+        var channel = first
         for await _ in publishWakeupStream {
-            while let batch = machine.withLockedValue({ $0.nextBatch() }) {
-                var properties = AMQPBasicProperties(deliveryMode: 2)
-                if !batch.ccRoutingKeys.isEmpty {
-                    properties.headers = ["CC": .array(batch.ccRoutingKeys.map { .longString($0) })]
-                }
-                do {
-                    try await channel.publish(batch.body, exchange: batch.exchange, routingKey: batch.routingKey, properties: properties)
+            if let delay = channelReplacement.withLockedValue({ request -> UInt64? in defer { request = nil }; return request }) {
+                channel = await replacePublishChannel(channel, after: delay)
+            }
+            while let (batch, deadline) = machine.withLockedValue({ machine in
+                machine.nextBatch().map { ($0, machine.confirmDeadline(now: Self.now())) }
+            }) {
+                switch await publish(batch, on: channel, deadline: deadline) {
+                case .confirmed:
                     feed { machine, now in machine.publishConfirmed(batch, now: now) }
-                } catch AMQPError.publishNacked {
-                    machine.withLockedValue { $0.publishNacked(batch) }
-                } catch {
+                case .nacked:
+                    feed { machine, now in machine.publishNacked(batch, now: now) }
+                case .failed:
                     // Connection lost or not connected: everything unconfirmed waits for
                     // recovery; this node's packets in flight are delivered here, in order.
                     feed { machine, _ in machine.publishFailed(batch) }
+                case .timedOut:
+                    feed { machine, now in machine.publishConfirmTimedOut(batch, now: now) }
                 }
+            }
+        }
+    }
+
+    /// The machine asked for a new channel (`.republishOnNewChannel`): the publisher opens it
+    /// at its next turn.
+    func publisherNeedsNewChannel(after delay: UInt64) {
+        channelReplacement.withLockedValue { $0 = max($0 ?? 0, delay) }
+        publishWakeups.yield()
+    }
+
+    /// Closes the stuck channel (its pending publish fails and is forgotten) and opens a new
+    /// confirm channel; the machine then replays the outbox on it.
+    private func replacePublishChannel(_ old: AMQPChannel, after delay: UInt64) async -> AMQPChannel {
+        if delay > 0 { try? await Task.sleep(nanoseconds: delay) }
+        Task { try? await old.close() }
+        do {
+            let fresh = try await cluster.connection.openChannel()
+            try await fresh.confirmSelect()
+            logger.info("publisher: new channel open; republishing the outbox", metadata: ["namespace": "\(namespace.name)"])
+            feed { machine, _ in machine.publishChannelReplaced() }
+            return fresh
+        } catch {
+            logger.warning("publisher: could not open a new channel", metadata: ["error": "\(error)"])
+            feed { machine, _ in machine.publishChannelReplacementFailed("\(error)") }
+            return old
+        }
+    }
+
+    /// Publishes one batch and waits for its confirm until `deadline` (monotonic nanoseconds).
+    /// On a timeout the publish is left behind: its late outcome is ignored (the machine
+    /// made that epoch stale).
+    private func publish(_ batch: Machine.PublishBatch, on channel: AMQPChannel, deadline: UInt64) async -> PublishOutcome {
+        var headers: AMQPFieldTable?
+        if !batch.ccRoutingKeys.isEmpty {
+            headers = ["CC": .array(batch.ccRoutingKeys.map { .longString($0) })]
+        }
+        let properties = AMQPBasicProperties(headers: headers, deliveryMode: 2)
+        let waiter = NIOLockedValueBox<CheckedContinuation<PublishOutcome, Never>?>(nil)
+        let finish: @Sendable (PublishOutcome) -> Void = { outcome in
+            waiter.withLockedValue { continuation -> CheckedContinuation<PublishOutcome, Never>? in
+                defer { continuation = nil }
+                return continuation
+            }?.resume(returning: outcome)
+        }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<PublishOutcome, Never>) in
+            waiter.withLockedValue { $0 = continuation }
+            let timer = cluster.connection.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(deadline)) { finish(.timedOut) }
+            Task {
+                let outcome: PublishOutcome
+                do {
+                    try await channel.publish(batch.body, exchange: batch.exchange, routingKey: batch.routingKey, properties: properties)
+                    outcome = .confirmed
+                } catch AMQPError.publishNacked {
+                    outcome = .nacked
+                } catch {
+                    outcome = .failed
+                }
+                timer.cancel()
+                finish(outcome)
             }
         }
     }

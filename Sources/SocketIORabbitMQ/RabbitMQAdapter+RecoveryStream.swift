@@ -61,10 +61,12 @@ extension RabbitMQAdapter {
     }
 
     /// Feeds the live consumer's messages to the machine. Connection recovery restarts the
-    /// consumer by itself; if the broker cancels it while the connection stays up (the
-    /// stream's member went away, or the stream was deleted), the node reports itself not
-    /// ready and starts a new consumer after its last message, every 2 s until one starts.
-    /// Every end and every failed restart is logged.
+    /// consumer by itself; if the broker cancels it (the stream's member went away, or the
+    /// stream was deleted) or refuses it at a recovery (in a RabbitMQ cluster, while the
+    /// stream's replicas move: 406 "does not have a replica on the local node", 541
+    /// `stream_not_found`), the node reports itself not ready and starts a new consumer after
+    /// its last message, with back-off (0.5 s doubling to 5 s) until one starts. Every end
+    /// and every failed restart is logged.
     func runStreamConsumer(_ first: AMQPConsumer?) async {
         var consumer = first
         while let current = consumer {
@@ -81,16 +83,18 @@ extension RabbitMQAdapter {
                 logger.error("recovery stream consumer ended", metadata: ["error": "\(error)"])
             } catch {}
             consumer = nil
+            var attempt = 0
             while consumer == nil {
                 guard !Task.isCancelled, !machine.withLockedValue({ $0.isClosed }) else { return }
                 feed { machine, _ in machine.streamConsumerEnded() }
-                try? await Task.sleep(nanoseconds: 2_000_000_000)
+                attempt += 1
+                try? await Task.sleep(nanoseconds: Self.restartDelayNanoseconds(attempt: attempt))
                 guard !Task.isCancelled else { return }
                 do {
                     consumer = try await startStreamConsumer(resuming: true)
-                    logger.info("recovery stream consumer restarted")
+                    logger.notice("recovery stream consumer restarted", metadata: ["attempt": "\(attempt)"])
                 } catch {
-                    logger.error("recovery stream consumer could not restart", metadata: ["error": "\(error)"])
+                    logger.error("recovery stream consumer could not restart", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 }
             }
             feed { machine, _ in machine.streamConsumerRestarted() }

@@ -49,6 +49,10 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     let bindingWakeupStream: AsyncStream<Void>
     let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
     let heartbeat = NIOLockedValueBox<RepeatedTask?>(nil)
+    /// Set when the machine asks the publisher for a new channel: the back-off before it.
+    let channelReplacement = NIOLockedValueBox<UInt64?>(nil)
+    /// The channel this node's queue is consumed and bound on (replaced when its consumer restarts).
+    let nodeChannel = NIOLockedValueBox<AMQPChannel?>(nil)
     /// Recent answers of the broker to "is this node's queue still consumed?" (+Restore).
     let originChecks = NIOLockedValueBox<[String: (task: Task<Bool, Never>, at: UInt64)]>([:])
 
@@ -68,14 +72,24 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             outboxOverflowPolicy: cluster.options.outboxOverflowPolicy, roomAwareRouting: cluster.options.roomAwareRouting,
             heartbeatTimeoutNanoseconds: Self.nanoseconds(seconds: cluster.options.heartbeatTimeoutSeconds),
             recoveryWindowNanoseconds: UInt64(max(recovery?.maxDisconnectionDuration.nanoseconds ?? 0, 0)),
-            maxLoggedPackets: recovery?.maxLoggedPackets ?? 1000, maxLoggedBytes: recovery?.maxLoggedBytes ?? 32 * 1024 * 1024)))
+            maxLoggedPackets: recovery?.maxLoggedPackets ?? 1000, maxLoggedBytes: recovery?.maxLoggedBytes ?? 32 * 1024 * 1024,
+            publishConfirmTimeoutNanoseconds: Self.nanoseconds(seconds: cluster.options.publishConfirmTimeoutSeconds))))
         (publishWakeupStream, publishWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (bindingWakeupStream, bindingWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     public var nodeID: String { cluster.nodeID }
     var isReady: Bool { machine.withLockedValue { $0.isReady } }
-    public var metrics: RabbitMQAdapterMetrics { machine.withLockedValue { $0.metricsSnapshot } }
+    public var metrics: RabbitMQAdapterMetrics {
+        var snapshot = machine.withLockedValue { $0.metricsSnapshot }
+        if let oldest = snapshot.outboxOldestEnqueuedAtNanoseconds {
+            let now = Self.now()
+            snapshot.outboxOldestAgeSeconds = Double(now &- min(oldest, now)) / 1e9
+        }
+        return snapshot
+    }
+    /// Why this namespace's adapter is not ready (empty when it is), for `/readyz`.
+    public var notReadyReasons: [String] { machine.withLockedValue { $0.notReadyReasons(now: Self.now()) } }
     /// Live peers by heartbeat (not counting this node).
     public var liveNodes: Set<String> { machine.withLockedValue { $0.membership.liveNodes } }
     public func serverCount() async -> Int { machine.withLockedValue { $0.membership.serverCount } }
@@ -118,6 +132,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 continuation.resume(returning: outcome)
             case .handleRemote(let work):
                 handleRemote(work)
+            case .republishOnNewChannel(let delay):
+                publisherNeedsNewChannel(after: delay)
             case .readinessMayHaveChanged:
                 cluster.readinessMayHaveChanged()
             case .log(let event):
@@ -155,6 +171,12 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             logger.error("restore: held packets over capacity were dropped", metadata: ["socket": "\(socketId)", "dropped": "\(dropped)"])
         case .streamRecreated(let lastOffset):
             logger.warning("recovery stream was recreated; reading it from its start", metadata: ["lastOffset": "\(lastOffset)"])
+        case .confirmTimedOut(let unconfirmed, let timeouts):
+            logger.warning("publisher confirm timed out; republishing on a new channel", metadata: [
+                "unconfirmed": "\(unconfirmed)", "timeouts": "\(timeouts)", "namespace": "\(namespace.name)",
+            ])
+        case .publishNacked(let count):
+            logger.warning("RabbitMQ refused a publish (nack); republishing on a new channel", metadata: ["outbox": "\(count)"])
         }
     }
 

@@ -17,6 +17,21 @@ public struct RabbitMQAdapterOptions: Sendable {
     /// A node's queue is deleted by the broker after this long unused (no consumer), so a
     /// killed node leaves no queue filling up. Long enough to ride out a broker restart.
     public var queueExpiresMilliseconds: Int = 30_000
+    /// Whether a node's own queue is durable. Off (the default), it is a transient queue
+    /// on whichever broker node the connection reaches, declared again there after a
+    /// reconnect: no broker node is special in a RabbitMQ cluster. A durable classic queue
+    /// lives on one broker node only, and while that node is down it can be neither used nor
+    /// declared again elsewhere (404 "home node ... is down"). What travels through node
+    /// queues is not what connection state recovery promises (that is in the replicated
+    /// recovery stream); docs/CLUSTER.md weighs the two.
+    public var durableNodeQueues: Bool = false
+    /// A publish the broker has not confirmed after this long is republished on a new
+    /// channel (receivers drop copies), and the node is not ready until confirms come again.
+    public var publishConfirmTimeoutSeconds: Double = 5
+    /// Replicas of the recovery stream when it is first declared (`x-initial-cluster-size`):
+    /// RabbitMQ places this many members (at most the cluster's node count). A stream needs a
+    /// majority of its members to accept writes: 3 of a 3-node cluster survive one broker loss.
+    public var streamInitialClusterSize: Int = 3
     /// Messages older than this are dropped from a node's queue (a node that is down for
     /// longer would have lost its clients anyway).
     public var queueMessageTTLMilliseconds: Int? = 60_000
@@ -46,6 +61,10 @@ extension RabbitMQAdapterOptions {
         try seconds(heartbeatIntervalSeconds, "heartbeatIntervalSeconds")
         try seconds(heartbeatTimeoutSeconds, "heartbeatTimeoutSeconds")
         try seconds(requestTimeoutSeconds, "requestTimeoutSeconds")
+        try seconds(publishConfirmTimeoutSeconds, "publishConfirmTimeoutSeconds")
+        guard (1...255).contains(streamInitialClusterSize) else {
+            throw RabbitMQOptionsError(option: "streamInitialClusterSize", expected: "1...255")
+        }
         guard outboxCapacity >= 1 else { throw RabbitMQOptionsError(option: "outboxCapacity", expected: "at least 1") }
         guard queueExpiresMilliseconds >= 1 else { throw RabbitMQOptionsError(option: "queueExpiresMilliseconds", expected: "at least 1") }
         if let ttl = queueMessageTTLMilliseconds, ttl < 0 {

@@ -83,6 +83,16 @@ public final class RabbitMQCluster: Sendable {
         readiness.withLockedValue { $0.connected } && adapters.withLockedValue { $0 }.allSatisfy(\.isReady)
     }
 
+    /// Why the node is not ready, one line each (empty when ready): for `/readyz`, so an
+    /// operator sees which part is stuck (connection, a consumer, the publisher) and since when.
+    public var notReadyReasons: [String] {
+        var reasons: [String] = readiness.withLockedValue { $0.connected } ? [] : ["RabbitMQ connection lost; reconnecting"]
+        for adapter in adapters.withLockedValue({ $0 }) {
+            reasons += adapter.notReadyReasons.map { "namespace \(adapter.namespace.name): \($0)" }
+        }
+        return reasons
+    }
+
     /// The current readiness, then every change.
     public func readinessChanges() -> AsyncStream<Bool> {
         let (stream, continuation) = AsyncStream<Bool>.makeStream(bufferingPolicy: .bufferingNewest(8))
@@ -160,6 +170,12 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
     public var outboxSize: Int = 0
     public var outboxOverflow: UInt64 = 0
     public var publishFailures: UInt64 = 0
+    /// Publishes not confirmed within `publishConfirmTimeoutSeconds` (then republished on a new channel).
+    public var confirmTimeouts: UInt64 = 0
+    /// Age of the oldest message waiting for a confirm, in seconds (0: the outbox is empty).
+    /// Summed metrics keep the largest.
+    public var outboxOldestAgeSeconds: Double = 0
+    var outboxOldestEnqueuedAtNanoseconds: UInt64?
     public var publishLatencyTotalNanoseconds: UInt64 = 0
     public var publishLatencyMaxNanoseconds: UInt64 = 0
 
@@ -181,6 +197,8 @@ public struct RabbitMQAdapterMetrics: Sendable, Hashable {
         outboxSize += other.outboxSize
         outboxOverflow += other.outboxOverflow
         publishFailures += other.publishFailures
+        confirmTimeouts += other.confirmTimeouts
+        outboxOldestAgeSeconds = max(outboxOldestAgeSeconds, other.outboxOldestAgeSeconds)
         publishLatencyTotalNanoseconds += other.publishLatencyTotalNanoseconds
         publishLatencyMaxNanoseconds = max(publishLatencyMaxNanoseconds, other.publishLatencyMaxNanoseconds)
     }

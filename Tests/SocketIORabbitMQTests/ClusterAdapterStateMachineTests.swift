@@ -140,6 +140,7 @@ private func remoteWork(_ actions: [Machine.Action]) -> [Machine.RemoteWork] {
         #expect(machine.metricsSnapshot.publishFailures == 1)
         #expect(machine.metricsSnapshot.outboxSize == 1)
         _ = machine.connectionRecovered(now: 2)
+        _ = machine.publishChannelReplaced()  // the nack asked for a new channel
         #expect(publishAll(&machine, now: 3).first?.payload == .adapterClose)
     }
 
