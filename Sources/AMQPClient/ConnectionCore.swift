@@ -3,99 +3,32 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// The per-channel state the connection core keeps across reconnects.
-///
-/// Concurrency: like `ConnectionCore`, used only on the connection's event loop, except
-/// `generationSnapshot`, which is lock-protected so acks can check staleness without a hop.
-final class ChannelCore: @unchecked Sendable {
-    let id: UInt16
-    var machine: ChannelStateMachine?
-    /// Bumped on every (re)open; deliveries remember it so stale acks are caught.
-    var generation = 0 {
-        didSet { generationSnapshot.withLockedValue { $0 = generation } }
-    }
-    let generationSnapshot = NIOLockedValueBox(0)
-    /// Restored after a reconnect, in this order: qos, confirm mode, consumers.
-    var qos: BasicQos?
-    var confirmMode = false
-    var consumers: [String: ConsumerSink] = [:]
-    var returnListeners: [AsyncStream<AMQPReturnedMessage>.Continuation] = []
-    /// Set once the channel is gone for good (closed by us or by the broker); it is not recovered.
-    var terminalError: AMQPError?
-
-    init(id: UInt16) {
-        self.id = id
-    }
-}
-
-/// One consumer's buffer between the event loop and the application's `for try await`.
-/// Concurrency: event-loop confined like `ChannelCore`; `source` itself is thread-safe.
-final class ConsumerSink: @unchecked Sendable {
-    typealias Source = NIOThrowingAsyncSequenceProducer<
-        AMQPMessage, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, ConsumerFlowDelegate
-    >.Source
-
-    let tag: String
-    let source: Source
-    var batch: [AMQPMessage] = []
-    /// True while this consumer's buffer is over its high watermark and holds the socket's reads.
-    var isHoldingReads = false
-
-    init(tag: String, source: Source) {
-        self.tag = tag
-        self.source = source
-    }
-}
-
-/// Bridges the async sequence's back-pressure to socket reads: above the high watermark the core
-/// stops reading from the socket; when the application drains below the low watermark, reading resumes.
-struct ConsumerFlowDelegate: NIOAsyncSequenceProducerDelegate {
-    let core: ConnectionCore
-    let channelID: UInt16
-    let tag: String
-
-    func produceMore() {
-        core.eventLoop.execute { core.consumerWantsMore(channelID: channelID, tag: tag) }
-    }
-
-    func didTerminate() {
-        core.eventLoop.execute { core.consumerTerminated(channelID: channelID, tag: tag) }
-    }
-}
-
 /// All mutable state of one logical connection (which outlives its sockets across recovery).
 ///
 /// Concurrency: every stored property is read and written only on `eventLoop` (the same loop is used
 /// for every socket of this connection); public types reach it with `eventLoop.execute`/`submit` and
 /// NIO promises. That confinement is what makes the `@unchecked Sendable` sound.
 final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
-    enum Phase: Equatable {
-        case connecting
-        case open
-        case recovering
-        case closed
-    }
-
     let eventLoop: EventLoop
     let configuration: AMQPConnectionConfiguration
     let logger: Logger
 
-    var phase: Phase = .connecting
+    /// Which socket is current, whether the application may send, which recovery attempt runs.
+    var lifecycle: RecoveryStateMachine
     var handler: AMQPConnectionHandler?
     var socket: Channel?
     var negotiated: AMQPNegotiatedParameters?
     var channels: [UInt16: ChannelCore] = [:]
     var topology = TopologyRecorder()
-    var closeRequestedByApplication = false
-    /// Reconnected, but channels and topology are still being restored.
-    var isRestoring = false
-    var recoveryAttempt = 0
+    /// Recovery's back-off between attempts, on this loop so that close() can cut it short.
+    private var backoffTimer: Scheduled<Void>?
+    private var backoffWake: EventLoopPromise<Void>?
     var stateObservers: [Int: AsyncStream<AMQPConnectionState>.Continuation] = [:]
     var nextObserverID = 0
     var closedPromise: EventLoopPromise<Void>
     private var didFinish = false
-    private var consumersHoldingReads = 0
-    private var sinksWithBatches: [ConsumerSink] = []
+    var consumersHoldingReads = 0
+    var sinksWithBatches: [ConsumerSink] = []
 
     /// Called when the socket dies unexpectedly and recovery should run (set by AMQPConnection).
     var onUnexpectedClose: ((AMQPError) -> Void)?
@@ -104,6 +37,8 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
         self.eventLoop = eventLoop
         self.configuration = configuration
         self.logger = logger
+        self.lifecycle = RecoveryStateMachine(recoveryEnabled: configuration.recovery.isEnabled,
+                                              maximumAttempts: configuration.recovery.maximumAttempts)
         self.closedPromise = eventLoop.makePromise()
     }
 
@@ -124,21 +59,29 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
 
     // MARK: Socket lifecycle
 
-    func attach(handler: AMQPConnectionHandler, socket: Channel, negotiated: AMQPNegotiatedParameters) {
+    /// Makes a freshly handshaken socket current, unless the lifecycle says it is not wanted
+    /// (then it is closed here).
+    func attach(handler: AMQPConnectionHandler, socket: Channel,
+                negotiated: AMQPNegotiatedParameters) -> RecoveryStateMachine.AttachAction {
         eventLoop.preconditionInEventLoop()
+        let action = lifecycle.socketAttached()
+        if case .closeSocket = action {
+            socket.close(promise: nil)
+            return action
+        }
         self.handler = handler
         self.socket = socket
         self.negotiated = negotiated
         handler.delegate = self
         consumersHoldingReads = 0
-        phase = .open
+        return action
     }
 
     func handlerClosed(error: AMQPError?) {
         eventLoop.preconditionInEventLoop()
         handler = nil
         socket = nil
-        isRestoring = false
+        let closeRequestedByApplication = lifecycle.closeRequestedByApplication
         let lostError = error ?? (closeRequestedByApplication ? .connectionClosed : .connectionLost("socket closed"))
         // Everything in flight on the old socket has an unknown outcome: fail it now, never drop it.
         for channel in channels.values {
@@ -153,27 +96,45 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
             channel.machine = nil
             for sink in channel.consumers.values { sink.isHoldingReads = false }
         }
-        if closeRequestedByApplication || phase == .closed {
+        switch lifecycle.socketClosed(error: error) {
+        case .finish:
             finishForGood()
-            return
+        case .reportLostAndFinish(let lost):
+            logger.warning("AMQP connection lost", metadata: ["error": "\(lost)"])
+            emit(.disconnected(lost))
+            finishForGood(error: lost)
+        case .reportLostAndRecover(let lost):
+            logger.warning("AMQP connection lost", metadata: ["error": "\(lost)"])
+            emit(.disconnected(lost))
+            onUnexpectedClose?(lost)
         }
-        logger.warning("AMQP connection lost", metadata: ["error": "\(lostError)"])
-        emit(.disconnected(lostError))
-        if configuration.recovery.isEnabled, case .authenticationFailed = lostError {
-            // Credentials that failed once will fail again; don't hammer the broker.
-            finishForGood(error: lostError)
-        } else if configuration.recovery.isEnabled {
-            phase = .recovering
-            onUnexpectedClose?(lostError)
-        } else {
-            finishForGood(error: lostError)
+    }
+
+    /// Waits out recovery's back-off on this loop; `finishForGood` ends the wait early.
+    func waitForBackoff(_ delay: Duration) -> EventLoopFuture<Void> {
+        eventLoop.preconditionInEventLoop()
+        backoffWake?.succeed(())
+        let wake = eventLoop.makePromise(of: Void.self)
+        backoffWake = wake
+        backoffTimer = eventLoop.scheduleTask(in: TimeAmount(delay)) { [weak self] in
+            self?.endBackoff()
         }
+        if lifecycle.isClosed { endBackoff() }
+        return wake.futureResult
+    }
+
+    private func endBackoff() {
+        backoffTimer?.cancel()
+        backoffTimer = nil
+        backoffWake?.succeed(())
+        backoffWake = nil
     }
 
     func finishForGood(error: AMQPError? = nil) {
         guard !didFinish else { return }
         didFinish = true
-        phase = .closed
+        lifecycle.finished()
+        endBackoff()
         for channel in channels.values {
             channel.terminalError = channel.terminalError ?? .connectionClosed
             for sink in channel.consumers.values {
@@ -236,7 +197,7 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
         releaseReads(sink)
     }
 
-    private func releaseReads(_ sink: ConsumerSink) {
+    func releaseReads(_ sink: ConsumerSink) {
         guard sink.isHoldingReads else { return }
         sink.isHoldingReads = false
         consumersHoldingReads -= 1
@@ -253,121 +214,6 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
         send(.basicCancel(BasicCancel(consumerTag: tag, noWait: false)), on: channel, promise: promise)
     }
 
-    // MARK: Running channel actions
-
-    func run(_ action: ChannelStateMachine.Action, on channel: ChannelCore) {
-        switch action {
-        case .none:
-            break
-        case .send(let method):
-            handler?.write(.method(channel: channel.id, method))
-        case .succeedRPC(let promise, let method):
-            promise.succeed(method)
-            sendNextRequest(on: channel)
-        case .succeedGet(let promise, let content):
-            guard case .basicGetOk(let getOk) = content.method else { return }
-            getResults[ObjectIdentifier(promise.futureResult)] = content
-            promise.succeed(.basicGetOk(getOk))
-            sendNextRequest(on: channel)
-        case .deliver(let tag, let content):
-            guard let sink = channel.consumers[tag], case .basicDeliver(let deliver) = content.method,
-                  let publicChannel = publicChannels[channel.id]?.value else { return }
-            let message = AMQPMessage(
-                body: content.body, properties: content.properties, deliveryTag: deliver.deliveryTag,
-                redelivered: deliver.redelivered, exchange: deliver.exchange, routingKey: deliver.routingKey,
-                consumerTag: tag, messageCount: nil, channel: publicChannel, channelGeneration: channel.generation)
-            if sink.batch.isEmpty { sinksWithBatches.append(sink) }
-            sink.batch.append(message)
-        case .returned(let content):
-            guard case .basicReturn(let returned) = content.method else { return }
-            let message = AMQPReturnedMessage(
-                reason: AMQPCloseReason(replyCode: returned.replyCode, replyText: returned.replyText),
-                exchange: returned.exchange, routingKey: returned.routingKey,
-                properties: content.properties, body: content.body)
-            if channel.returnListeners.isEmpty {
-                logger.warning("unroutable mandatory message returned and nobody listens for returns",
-                               metadata: ["exchange": "\(returned.exchange)", "routingKey": "\(returned.routingKey)"])
-            }
-            for listener in channel.returnListeners { listener.yield(message) }
-        case .resolveConfirms(let resolved):
-            for (promise, outcome) in resolved {
-                switch outcome {
-                case .confirmed: promise.succeed(())
-                case .nacked: promise.fail(AMQPError.publishNacked)
-                case .returned(let reason): promise.fail(AMQPError.unroutable(reason))
-                }
-            }
-        case .consumerCancelledByBroker(let tag):
-            logger.warning("broker cancelled consumer", metadata: ["consumerTag": "\(tag)"])
-            topology.consumerCancelled(tag: tag)
-            if let sink = channel.consumers.removeValue(forKey: tag) {
-                releaseReads(sink)
-                flushBatch(of: sink)
-                sink.source.finish(AMQPError.consumerCancelledByBroker(consumerTag: tag))
-            }
-        case .closed(let error, let replyCloseOk, let failedRPCs, let failedPublishes, let closePromise):
-            if replyCloseOk {
-                handler?.write(.method(channel: channel.id, .channelCloseOk(ChannelCloseOk())))
-            }
-            let failure = error ?? .channelClosed
-            for promise in failedRPCs { promise.fail(failure) }
-            for promise in failedPublishes { promise.fail(failure) }
-            closePromise?.succeed(.channelCloseOk(ChannelCloseOk()))
-            channel.machine = nil
-            let isConnectionLevel: Bool
-            switch failure {
-            case .connectionLost, .heartbeatTimeout, .connectionClosedByBroker, .protocolViolation:
-                isConnectionLevel = true
-            default:
-                isConnectionLevel = false
-            }
-            // The broker refused something recovery asked on an application channel (e.g. a consume on
-            // a queue that is now exclusive elsewhere): keep the channel and its other consumers for
-            // recovery to reopen, instead of ending them all.
-            let closedDuringRestore = isRestoring && publicChannels[channel.id] != nil
-                && { if case .channelClosedByBroker = failure { true } else { false } }()
-            if (isConnectionLevel || closedDuringRestore) && !closeRequestedByApplication && configuration.recovery.isEnabled {
-                // The channel will be reopened by recovery; its consumers keep their sequences.
-                for sink in channel.consumers.values { flushBatch(of: sink) }
-                return
-            }
-            if let error {
-                logger.info("channel closed", metadata: ["channel": "\(channel.id)", "error": "\(error)"])
-            }
-            channel.terminalError = failure
-            for sink in channel.consumers.values {
-                releaseReads(sink)
-                flushBatch(of: sink)
-                sink.source.finish(failure)
-            }
-            channel.consumers.removeAll()
-            for listener in channel.returnListeners { listener.finish() }
-            channel.returnListeners.removeAll()
-            topology.channelClosed(channel.id)
-            channels[channel.id] = nil
-            publicChannels[channel.id] = nil
-        case .protocolViolation(let text):
-            logger.error("protocol violation on channel", metadata: ["channel": "\(channel.id)", "detail": "\(text)"])
-            socket?.pipeline.fireErrorCaught(AMQPError.protocolViolation(text))
-        }
-    }
-
-    /// Recovery could not restart this consumer: end its sequence with the broker's reason.
-    func consumerLostInRecovery(channelID: UInt16, tag: String, error: AMQPError) {
-        topology.consumerCancelled(tag: tag)
-        guard let sink = channels[channelID]?.consumers.removeValue(forKey: tag) else { return }
-        releaseReads(sink)
-        flushBatch(of: sink)
-        sink.source.finish(error)
-    }
-
-    private func flushBatch(of sink: ConsumerSink) {
-        guard !sink.batch.isEmpty else { return }
-        _ = sink.source.yield(contentsOf: sink.batch)
-        sink.batch.removeAll()
-    }
-
-    /// basic.get-ok content, parked until the awaiting caller picks it up (keyed by its future).
     var getResults: [ObjectIdentifier: ChannelStateMachine.IncomingContent] = [:]
     /// The public channel objects, weakly: messages need one to ack through.
     var publicChannels: [UInt16: WeakChannel] = [:]
@@ -376,7 +222,7 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
         weak var value: AMQPChannel?
     }
 
-    private func sendNextRequest(on channel: ChannelCore) {
+    func sendNextRequest(on channel: ChannelCore) {
         if let next = channel.machine?.nextRequestToSend() {
             handler?.write(.method(channel: channel.id, next))
         }
@@ -384,11 +230,14 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
 
     /// Queue a synchronous request on a channel.
     /// Whether application calls may use the connection now.
-    var acceptsApplicationWork: Bool { phase == .open && !isRestoring && handler != nil }
+    var acceptsApplicationWork: Bool { lifecycle.acceptsApplicationWork && handler != nil }
+
+    /// What a refused request fails with: closed for good, or only not connected right now.
+    var unavailableError: AMQPError { lifecycle.isClosed ? .connectionClosed : .notConnected }
 
     func send(_ method: AMQPMethod, on channel: ChannelCore, promise: EventLoopPromise<AMQPMethod>, byRecovery: Bool = false) {
-        guard byRecovery ? (phase == .open && handler != nil) : acceptsApplicationWork else {
-            promise.fail(phase == .closed ? AMQPError.connectionClosed : AMQPError.notConnected)
+        guard byRecovery ? (lifecycle.acceptsRecoveryWork && handler != nil) : acceptsApplicationWork else {
+            promise.fail(unavailableError)
             return
         }
         guard var machine = channel.machine else {
@@ -403,7 +252,7 @@ final class ConnectionCore: @unchecked Sendable, AMQPConnectionHandlerDelegate {
 
     /// Opens (or reopens, during recovery) the channel's AMQP incarnation.
     func openChannel(_ channel: ChannelCore, promise: EventLoopPromise<AMQPMethod>) {
-        guard phase == .open || phase == .recovering, let handler else {
+        guard lifecycle.acceptsRecoveryWork, let handler else {
             promise.fail(AMQPError.notConnected)
             return
         }
@@ -430,7 +279,7 @@ extension ConnectionCore {
     func publish(on channel: ChannelCore, body: ByteBuffer, exchange: String, routingKey: String,
                  properties: AMQPBasicProperties, mandatory: Bool, promise: EventLoopPromise<Void>) {
         guard acceptsApplicationWork, let handler, let negotiated else {
-            promise.fail(phase == .closed ? AMQPError.connectionClosed : AMQPError.notConnected)
+            promise.fail(unavailableError)
             return
         }
         guard exchange.utf8.count <= 255, routingKey.utf8.count <= 255 else {

@@ -19,6 +19,7 @@ struct ChatMetrics: Sendable {
     let slowClientDisconnects: Counter
     let ready: Gauge
     let brokerPublished: Gauge
+    let brokerPublishes: Gauge
     let brokerReceived: Gauge
     let brokerStreamPackets: Gauge
     let brokerOutboxSize: Gauge
@@ -68,6 +69,9 @@ struct ChatMetrics: Sendable {
         brokerPublished = registry.makeGauge(
             name: "chat_cluster_messages_published", help: "Cluster messages confirmed by RabbitMQ since start."
         )
+        brokerPublishes = registry.makeGauge(
+            name: "chat_cluster_amqp_publishes", help: "AMQP publishes confirmed by RabbitMQ since start (several cluster messages each when batched)."
+        )
         brokerReceived = registry.makeGauge(
             name: "chat_cluster_messages_received", help: "Cluster messages received from other nodes since start."
         )
@@ -105,6 +109,7 @@ struct ChatMetrics: Sendable {
     func record(cluster: RabbitMQAdapterMetrics, ready isReady: Bool) {
         ready.set(Int64(isReady ? 1 : 0))
         brokerPublished.set(Int64(clamping: cluster.published))
+        brokerPublishes.set(Int64(clamping: cluster.publishedBatches))
         brokerReceived.set(Int64(clamping: cluster.received))
         brokerStreamPackets.set(Int64(clamping: cluster.receivedStreamPackets))
         brokerOutboxSize.set(Int64(clamping: cluster.outboxSize))

@@ -13,7 +13,10 @@ func installClusterTestHandlers(on io: SocketIOServer, nodeName: String, cluster
     }
 
     namespace.onConnection { socket in
-        socket.data = ["node": .string(nodeName)]
+        // A recovered socket keeps its data (tests check it came back); "node" says where it is now.
+        var members = socket.recovered ? (socket.data.objectValue?.members ?? []) : []
+        members.removeAll { $0.key == "node" }
+        socket.data = .object(JSONObject([(key: "node", value: JSONValue.string(nodeName))] + members))
 
         // The ack promises the join is effective on every node (room-aware routing binds first).
         socket.onAsync("join") { args, ack in

@@ -41,6 +41,8 @@ enum BenchClientCommand: Sendable {
     case sendText(String)
     /// Close the TCP connection abruptly and hand back what recovery needs.
     case dropForRecovery(EventLoopPromise<RecoveryToken?>)
+    /// Hand back what recovery needs, staying connected (the server is about to be killed).
+    case recoveryToken(EventLoopPromise<RecoveryToken?>)
 }
 
 /// Engine.IO v4 + Socket.IO v5 client over an open WebSocket, doing only what the bench
@@ -134,6 +136,10 @@ final class BenchClientHandler: ChannelInboundHandler {
         case .sendText(let text):
             guard phase == .connected else { return }
             sendText(context: context, options.wire.sendFrame(room: options.roomName ?? "", text: text))
+        case .recoveryToken(let promise):
+            promise.succeed(pid.map { RecoveryToken(pid: $0, offset: lastOffset) })
+            // Its server is killed next: that close is expected.
+            closingOnPurpose = true
         case .dropForRecovery(let promise):
             promise.succeed(pid.map { RecoveryToken(pid: $0, offset: lastOffset) })
             closingOnPurpose = true

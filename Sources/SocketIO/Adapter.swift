@@ -161,6 +161,17 @@ public protocol SocketIOAdapter: AnyObject, Sendable {
     func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]]
     /// The socket restored by `restoreSession` will not connect (refused, or its client left).
     func restoreAbandoned(_ socketId: String)
+
+    /// With connection state recovery: a socket of this node connected (new or restored), so
+    /// an adapter that records sessions ahead of their disconnection (to restore them even if
+    /// this node dies) starts tracking it; its room changes come through `addAll` / `del`.
+    /// `session.rooms` are the rooms it starts with, without its own id.
+    func sessionStarted(_ session: PersistedSession)
+    /// With connection state recovery: a connected socket's `data` changed.
+    func sessionDataChanged(socketId: String, data: JSONValue)
+    /// With connection state recovery: the socket left in a way that must not be recovered
+    /// (otherwise `persistSession` is called instead). Called after `delAll`.
+    func sessionClosed(socketId: String)
 }
 
 extension SocketIOAdapter {
@@ -171,4 +182,9 @@ extension SocketIOAdapter {
     /// An adapter whose restore and connection see one consistent log holds nothing back.
     public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] { [] }
     public func restoreAbandoned(_ socketId: String) {}
+
+    /// An adapter that records sessions only when they disconnect needs none of these.
+    public func sessionStarted(_ session: PersistedSession) {}
+    public func sessionDataChanged(socketId: String, data: JSONValue) {}
+    public func sessionClosed(socketId: String) {}
 }

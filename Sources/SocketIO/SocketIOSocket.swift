@@ -101,7 +101,13 @@ public final class SocketIOSocket: @unchecked Sendable {
     /// Arbitrary per-socket data, visible to `fetchSockets` (also on other nodes).
     public var data: JSONValue {
         get { dataBox.withLockedValue { $0 } }
-        set { dataBox.withLockedValue { $0 = newValue } }
+        set {
+            dataBox.withLockedValue { $0 = newValue }
+            // A cluster adapter records it ahead, so another node can restore it if this one dies.
+            if namespace.server.configuration.connectionStateRecovery != nil {
+                namespace.adapter.sessionDataChanged(socketId: id, data: newValue)
+            }
+        }
     }
 
     /// Typed access to `data`.
@@ -295,6 +301,10 @@ public final class SocketIOSocket: @unchecked Sendable {
     func didConnect() {
         eventLoop.assertInEventLoop()
         isConnectedOnLoop = true
+        if namespace.server.configuration.connectionStateRecovery != nil {
+            // Before its rooms are joined, so the adapter sees them as the session's.
+            namespace.adapter.sessionStarted(PersistedSession(socketId: id, privateId: privateId, rooms: initialRooms, data: data))
+        }
         namespace.adapter.addAll(id, rooms: initialRooms.union([id]))
         var reply = JSONObject()
         reply["sid"] = .string(id)
@@ -366,6 +376,8 @@ public final class SocketIOSocket: @unchecked Sendable {
             let session = PersistedSession(socketId: id, privateId: privateId, rooms: roomsAtClose.subtracting([id]), data: data)
             let adapter = namespace.adapter
             Task { await adapter.persistSession(session) }
+        } else if namespace.server.configuration.connectionStateRecovery != nil {
+            namespace.adapter.sessionClosed(socketId: id)
         }
         for handler in disconnectHandlers { handler(reason) }
         handlers.removeAll()

@@ -118,14 +118,19 @@ extension ClusterAdapterStateMachine {
     /// it and starts its hold here, at the claim's place in the delivery order.
     private mutating func claimRead(id: String, privateId: String, at position: StreamPosition, now: UInt64) -> [Action] {
         let pending = pendingClaims[id]
-        guard let decision = recoveryLog?.claimRead(privateId: privateId, offset: pending?.offset, atNanoseconds: now),
+        let membership = self.membership
+        guard let decision = recoveryLog?.claimRead(privateId: privateId, offset: pending?.offset, atNanoseconds: now,
+                                                    liveness: { membership.liveness(of: $0) }),
               var pending else { return [] }
         switch decision {
-        case .restored, .unknown:
+        case .restored, .restoredIfOriginGone, .unknown:
             // On `.unknown` the scan names the session later; until then the hold keeps every
             // packet after the claim.
             var hold = RestoreHold(capacity: recoveryLog?.capacity ?? configuration.maxLoggedPackets, startedAtNanoseconds: now)
-            if case .restored(let session, _) = decision { hold.sessionFound(session, claimedAt: position) }
+            switch decision {
+            case .restored(let session, _), .restoredIfOriginGone(let session, _): hold.sessionFound(session, claimedAt: position)
+            default: break
+            }
             restoreHolds[id] = hold
         case .refused:
             break

@@ -131,6 +131,7 @@ extension ClusterAdapterStateMachine {
         var actions: [Action] = []
         for node in membership.expire(atNanoseconds: now) { actions += nodeLeft(node) }
         actions += send(.heartbeat(isInitial: false), now: now)
+        actions += sessionRecordsDue(now: now)
         return actions
     }
 }

@@ -38,6 +38,12 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         /// Far above a restore plus its middlewares: a hold whose socket never connected nor
         /// was abandoned (it should not happen) stops holding after this rather than growing.
         var restoreHoldLifetimeNanoseconds: UInt64 = 300_000_000_000
+        /// How often a connected socket's record is re-written; nil: a quarter of the window.
+        var sessionRefreshNanoseconds: UInt64?
+
+        var effectiveSessionRefreshNanoseconds: UInt64 {
+            sessionRefreshNanoseconds ?? max(recoveryWindowNanoseconds / 4, 1_000_000_000)
+        }
     }
 
     /// What the adapter runs, in the order returned.
@@ -134,6 +140,8 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
     var isDeliveringInOrder = false
     /// What the live stream consumer has read (nil without connection state recovery).
     var recoveryLog: RecoveryLog?
+    /// This node's connected sockets' sessions, written ahead to the recovery stream.
+    var sessionJournal: SessionJournal
     /// Restores in progress on this node, by claim id.
     var restoreHolds: [String: RestoreHold] = [:]
     /// Restores waiting for the live stream consumer to read their claim, by claim id.
@@ -157,6 +165,9 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         self.configuration = configuration
         self.outbox = ClusterOutbox(capacity: max(configuration.outboxCapacity, 1), overflowPolicy: configuration.outboxOverflowPolicy)
         self.membership = ClusterMembership(heartbeatTimeoutNanoseconds: configuration.heartbeatTimeoutNanoseconds)
+        // A crashed node's clients count their disconnection from its last heartbeat.
+        self.membership.departedMemoryNanoseconds = configuration.recoveryWindowNanoseconds &+ configuration.effectiveSessionRefreshNanoseconds
+        self.sessionJournal = SessionJournal(refreshNanoseconds: configuration.effectiveSessionRefreshNanoseconds)
     }
 
     // MARK: Queries
@@ -182,7 +193,8 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         if configuration.recoveryStreamName != nil {
             recoveryLog = RecoveryLog(windowNanoseconds: configuration.recoveryWindowNanoseconds,
                                       capacity: configuration.maxLoggedPackets, byteBudget: configuration.maxLoggedBytes,
-                                      startedAtNanoseconds: now)
+                                      startedAtNanoseconds: now,
+                                      liveRecordRefreshNanoseconds: configuration.effectiveSessionRefreshNanoseconds)
         }
         epoch += 1
         let restoredEpoch = epoch

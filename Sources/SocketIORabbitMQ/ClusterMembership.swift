@@ -4,6 +4,12 @@
 public struct ClusterMembership: Sendable {
     public let heartbeatTimeoutNanoseconds: UInt64
     private var lastHeard: [String: UInt64] = [:]
+    /// When nodes that left (silent past the timeout, or said goodbye) were last heard, for
+    /// as long as `departedMemoryNanoseconds`: a crashed node's clients count their
+    /// disconnection from there (connection state recovery).
+    private var departed: [String: UInt64] = [:]
+    /// How long a departed node's last sign of life is remembered (0: not at all).
+    public var departedMemoryNanoseconds: UInt64 = 0
 
     public init(heartbeatTimeoutNanoseconds: UInt64) {
         self.heartbeatTimeoutNanoseconds = heartbeatTimeoutNanoseconds
@@ -12,20 +18,48 @@ public struct ClusterMembership: Sendable {
     /// Any message from a node proves it alive. Returns true when the node is new.
     @discardableResult
     public mutating func heard(from node: String, atNanoseconds now: UInt64) -> Bool {
-        lastHeard.updateValue(now, forKey: node) == nil
+        if !departed.isEmpty { departed.removeValue(forKey: node) }
+        return lastHeard.updateValue(now, forKey: node) == nil
     }
 
     /// The node said goodbye (adapter close). Returns true when it was a member.
     @discardableResult
     public mutating func remove(_ node: String) -> Bool {
-        lastHeard.removeValue(forKey: node) != nil
+        guard let last = lastHeard.removeValue(forKey: node) else { return false }
+        remember(node, lastHeardAt: last)
+        return true
     }
 
     /// Forgets nodes silent for longer than the timeout and returns them, sorted.
     public mutating func expire(atNanoseconds now: UInt64) -> [String] {
         let gone = lastHeard.filter { now > $0.value && now - $0.value > heartbeatTimeoutNanoseconds }.keys.sorted()
-        for node in gone { lastHeard.removeValue(forKey: node) }
+        for node in gone {
+            if let last = lastHeard.removeValue(forKey: node) { remember(node, lastHeardAt: last) }
+        }
+        // Forgetting in bulk here keeps `departed` bounded by the nodes that left within the memory.
+        if !departed.isEmpty {
+            departed = departed.filter { now <= $0.value || now - $0.value <= departedMemoryNanoseconds }
+        }
         return gone
+    }
+
+    private mutating func remember(_ node: String, lastHeardAt last: UInt64) {
+        guard departedMemoryNanoseconds > 0 else { return }
+        departed[node] = last
+    }
+
+    /// Whether `node` is alive, and if it left, when it was last heard.
+    public enum Liveness: Sendable, Hashable {
+        case alive
+        case departed(lastHeardAtNanoseconds: UInt64)
+        /// Never heard of (or forgotten): it left before this node started, or long ago.
+        case unknown
+    }
+
+    public func liveness(of node: String) -> Liveness {
+        if lastHeard[node] != nil { return .alive }
+        if let last = departed[node] { return .departed(lastHeardAtNanoseconds: last) }
+        return .unknown
     }
 
     /// Our own broker connection was down, so silence proved nothing: count every known

@@ -10,27 +10,47 @@ extension RabbitMQAdapter {
     // With room-aware routing the local room table changes in the machine's critical section,
     // together with the binding tracker, so binding operations queue in membership order.
 
+    // With connection state recovery the session journal learns every change too (records
+    // written ahead, see +SessionRecords).
+
     public func addAll(_ socketId: String, rooms: Set<String>) {
-        guard options.roomAwareRouting else { return local.addAll(socketId, rooms: rooms) }
+        guard options.roomAwareRouting else {
+            local.addAll(socketId, rooms: rooms)
+            if recoveryStreamName != nil { machine.withLockedValue { sessionRoomsChanged(&$0, socketId: socketId, joined: rooms) } }
+            return
+        }
         run(machine.withLockedValue { machine in
             local.addAll(socketId, rooms: rooms)
+            sessionRoomsChanged(&machine, socketId: socketId, joined: rooms)
             return machine.roomsJoined(socketId, rooms: rooms)
         })
     }
 
     public func del(_ socketId: String, room: String) {
-        guard options.roomAwareRouting else { return local.del(socketId, room: room) }
+        guard options.roomAwareRouting else {
+            local.del(socketId, room: room)
+            if recoveryStreamName != nil { machine.withLockedValue { sessionRoomsChanged(&$0, socketId: socketId, left: [room]) } }
+            return
+        }
         run(machine.withLockedValue { machine in
             local.del(socketId, room: room)
+            sessionRoomsChanged(&machine, socketId: socketId, left: [room])
             return machine.roomsLeft(socketId, rooms: [room])
         })
     }
 
+    /// A socket leaves all its rooms only on its way out: the journal stops writing its
+    /// connected records (its last record follows from `persistSession` or `sessionClosed`).
     public func delAll(_ socketId: String) {
-        guard options.roomAwareRouting else { return local.delAll(socketId) }
+        guard options.roomAwareRouting else {
+            local.delAll(socketId)
+            if recoveryStreamName != nil { machine.withLockedValue { $0.sessionStopping(socketId: socketId) } }
+            return
+        }
         run(machine.withLockedValue { machine in
             let rooms = local.socketRooms(socketId) ?? []
             local.delAll(socketId)
+            machine.sessionStopping(socketId: socketId)
             return machine.roomsLeft(socketId, rooms: rooms.sorted())
         })
     }

@@ -11,12 +11,6 @@ import Darwin
 
 /// Connection state recovery across nodes: session records, claims and the restore itself.
 extension RabbitMQAdapter {
-    public func persistSession(_ session: PersistedSession) async {
-        guard let recoveryStreamName else { return }
-        let record = SessionRecord(privateId: session.privateId, socketId: session.socketId, rooms: session.rooms.sorted(), data: ClusterValueEncoding.encode(session.data))
-        send(.sessionRecord(record), toQueue: recoveryStreamName)
-    }
-
     /// Restores a session from the recovery stream, on any node:
     ///
     /// 1. Appends a claim for `privateId` to the stream (through the outbox).
@@ -35,7 +29,10 @@ extension RabbitMQAdapter {
     public func restoreSession(privateId: String, offset: String) async -> RestoredSession? {
         guard let recoveryStreamName, let recovery = namespace.server.configuration.connectionStateRecovery else { return nil }
         let restoreId = "\(cluster.nodeID)-claim-\(UInt64.random(in: 0...UInt64.max))"
-        let deadline = Self.now() &+ Self.nanoseconds(seconds: max(options.requestTimeoutSeconds, 0.1))
+        // At least 10 s: in a storm of restores (a node died, its clients all come back at once)
+        // claims queue behind each other in the stream, and a restore given up becomes a new
+        // session, which costs more than the wait (clients wait 20 s for a CONNECT by default).
+        let deadline = Self.now() &+ Self.nanoseconds(seconds: max(options.requestTimeoutSeconds, Self.minimumClaimWaitSeconds))
         machine.withLockedValue { $0.claimQueued(id: restoreId, offset: offset, deadline: deadline) }
         armDeadline(deadline)
         send(.restoreClaim(id: restoreId, privateId: privateId), toQueue: recoveryStreamName)
@@ -51,12 +48,23 @@ extension RabbitMQAdapter {
         switch decision {
         case .restored(let found, let packets):
             (session, missed) = (found, packets)
+        case .restoredIfOriginGone(let found, let packets):
+            guard await originIsGone(found.origin) else {
+                logger.debug("session not restored", metadata: ["reason": "its node still holds it"])
+                machine.withLockedValue { $0.scanFinished(id: restoreId, session: nil, claimedAt: claimedAt) }
+                return nil
+            }
+            (session, missed) = (found, packets)
         case .refused(let reason):
             logger.debug("session not restored", metadata: ["reason": "\(reason)"])
             return nil
         case .unknown:
             let scanned = await scanStream(recoveryStreamName, privateId: privateId, offset: offset, claimId: restoreId, recovery: recovery)
-            guard case .restored(let found, _, let packets)? = scanned else {
+            var restorable = false
+            if case .restored(let found, _, _)? = scanned {
+                restorable = machine.withLockedValue({ !$0.restoreNeedsOriginCheck(found) }) ? true : await originIsGone(found.origin)
+            }
+            guard restorable, case .restored(let found, _, let packets)? = scanned else {
                 machine.withLockedValue { $0.scanFinished(id: restoreId, session: nil, claimedAt: claimedAt) }
                 return nil
             }
@@ -75,6 +83,44 @@ extension RabbitMQAdapter {
             session: PersistedSession(socketId: session.record.socketId, privateId: session.record.privateId, rooms: Set(session.record.rooms), data: data),
             missedPackets: missed.compactMap { Self.decodePacket($0.packet)?.data })
     }
+
+    /// Whether `origin`, which membership still counts alive, is gone: its node queue has no
+    /// consumer (the broker drops a killed process's consumers as soon as its TCP connection
+    /// closes) or no longer exists. One question per origin and second, shared by a storm of
+    /// restores; a consumer still there is asked about once more half a second later, in case
+    /// the broker had not yet seen the connection close. Broker trouble: not gone (no restore).
+    func originIsGone(_ origin: String) async -> Bool {
+        guard origin != cluster.nodeID else { return false }
+        let check = originChecks.withLockedValue { checks -> Task<Bool, Never> in
+            let now = Self.now()
+            if let recent = checks[origin], now &- recent.at < 1_000_000_000 { return recent.task }
+            let task = Task { [weak self] in await self?.askBrokerWhetherGone(origin) ?? false }
+            checks = checks.filter { now &- $0.value.at < 1_000_000_000 }
+            checks[origin] = (task, now)
+            return task
+        }
+        return await check.value
+    }
+
+    private func askBrokerWhetherGone(_ origin: String) async -> Bool {
+        let queue = "\(options.exchangePrefix)#\(namespace.name)#\(origin)"
+        for attempt in 0..<2 {
+            if attempt > 0 { try? await Task.sleep(nanoseconds: 500_000_000) }
+            do {
+                let channel = try await cluster.connection.openChannel()
+                defer { Task { try? await channel.close() } }
+                if try await channel.queueDeclare(queue, passive: true).consumerCount == 0 { return true }
+            } catch AMQPError.channelClosedByBroker(let reason) where reason.replyCode == 404 {
+                return true
+            } catch {
+                logger.warning("session restore: could not ask the broker whether a node is gone", metadata: ["error": "\(error)"])
+                return false
+            }
+        }
+        return false
+    }
+
+    static let minimumClaimWaitSeconds = 10.0
 
     public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] {
         let (packets, actions) = machine.withLockedValue { $0.restoredSocketConnecting(socketId) }
@@ -98,7 +144,8 @@ extension RabbitMQAdapter {
             let windowSeconds = UInt64(max(1, recovery.maxDisconnectionDuration.nanoseconds / 1_000_000_000))
             let nowSeconds = UInt64(max(0, time(nil)))
             let consumer = try await channel.consume(queue: streamName, noAck: false, arguments: [
-                "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds &+ 5)),
+                // Connected records are re-written every quarter window: the latest may be that much older.
+                "x-stream-offset": .timestamp(nowSeconds - min(nowSeconds, windowSeconds &+ max(windowSeconds / 4, 1) &+ 5)),
             ])
             // A scan that never reaches its claim (the stream lost it) must not hang the restore.
             let timeout = cluster.connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: Self.nanoseconds(seconds: 2 * max(options.requestTimeoutSeconds, 0.1))))) {

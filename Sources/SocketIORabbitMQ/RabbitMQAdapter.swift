@@ -49,6 +49,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     let bindingWakeupStream: AsyncStream<Void>
     let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
     let heartbeat = NIOLockedValueBox<RepeatedTask?>(nil)
+    /// Recent answers of the broker to "is this node's queue still consumed?" (+Restore).
+    let originChecks = NIOLockedValueBox<[String: (task: Task<Bool, Never>, at: UInt64)]>([:])
 
     init(namespace: SocketIONamespace, cluster: RabbitMQCluster) {
         self.namespace = namespace

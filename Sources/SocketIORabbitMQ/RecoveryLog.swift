@@ -15,6 +15,10 @@ import DequeModule
 public struct RecoveryLog: Sendable {
     public enum Decision: Sendable, Hashable {
         case restored(ClaimedSession, missedPackets: [StreamedPacket])
+        /// A connected record of a node membership still counts alive: restorable only if that
+        /// node is in fact gone (killed a moment ago; the adapter asks the broker). If it lives,
+        /// the client is back before its node saw it go, which socket.io does not restore either.
+        case restoredIfOriginGone(ClaimedSession, missedPackets: [StreamedPacket])
         case refused(RecoveryStreamScan.Refusal)
         /// This node has not read enough of the stream to decide.
         case unknown
@@ -28,14 +32,30 @@ public struct RecoveryLog: Sendable {
     public let startedAtNanoseconds: UInt64
     private var packets: Deque<(packet: StreamedPacket, at: UInt64, bytes: Int)> = []
     private var loggedBytes = 0
-    private var sessions: [String: (session: ClaimedSession, claimed: Bool, at: UInt64)] = [:]
+    private var sessions: [String: LoggedSession] = [:]
     /// When a packet younger than the window was last dropped for `capacity`: until that is a
     /// window ago, an offset not found may be one of those.
     private var lastCapacityDropAt: UInt64?
     private var lastSessionPruneAt: UInt64 = 0
 
-    public init(windowNanoseconds: UInt64, capacity: Int, byteBudget: Int = .max, startedAtNanoseconds: UInt64) {
+    /// How often a node re-writes the records of its connected sockets: a connected socket's
+    /// latest record is at most this old while its node lives, so the log keeps such records
+    /// for the window plus this, and needs that much history to say a session is unknown.
+    public let liveRecordRefreshNanoseconds: UInt64
+
+    private struct LoggedSession: Sendable {
+        var session: ClaimedSession
+        var claimed: Bool
+        /// When the record was read.
+        var at: UInt64
+        /// Incarnations a claim ended: their later records are stale (see `SessionRecord`).
+        var ended: Set<String> = []
+    }
+
+    public init(windowNanoseconds: UInt64, capacity: Int, byteBudget: Int = .max, startedAtNanoseconds: UInt64,
+                liveRecordRefreshNanoseconds: UInt64 = 0) {
         self.windowNanoseconds = windowNanoseconds
+        self.liveRecordRefreshNanoseconds = liveRecordRefreshNanoseconds
         self.capacity = max(capacity, 1)
         self.byteBudget = max(byteBudget, 1)
         self.startedAtNanoseconds = startedAtNanoseconds
@@ -58,27 +78,58 @@ public struct RecoveryLog: Sendable {
 
     public mutating func sessionRead(_ session: ClaimedSession, atNanoseconds now: UInt64) {
         prune(now: now)
-        // A newer record (the socket was restored and lost again) starts a new round of claims.
-        sessions[session.record.privateId] = (session, false, now)
+        let record = session.record
+        let known = sessions[record.privateId]
+        // A record of an incarnation a claim ended is stale: its old node saw the disconnect late.
+        if !record.incarnation.isEmpty, known?.ended.contains(record.incarnation) == true { return }
+        // A newer record (the socket was restored and lost again, or its node re-wrote it)
+        // starts a new round of claims.
+        sessions[record.privateId] = LoggedSession(session: session, claimed: false, at: now, ended: known?.ended ?? [])
     }
 
+
+
     /// A claim for `privateId` was read. `offset` is set when the claim is one of this node's
-    /// own restores (the client's last offset); the decision is returned then.
-    public mutating func claimRead(privateId: String, offset: String?, atNanoseconds now: UInt64) -> Decision? {
+    /// own restores (the client's last offset); the decision is returned then. `liveness` says
+    /// whether a node is alive, or when it was last heard: a connected record of a node gone
+    /// counts its disconnection from the node's last heartbeat.
+    public mutating func claimRead(privateId: String, offset: String?, atNanoseconds now: UInt64,
+                                   liveness: (String) -> ClusterMembership.Liveness = { _ in .alive }) -> Decision? {
         prune(now: now)
         let entry = sessions[privateId]
-        if entry != nil { sessions[privateId]!.claimed = true }
+        if var claimed = entry {
+            claimed.claimed = true
+            let incarnation = claimed.session.record.incarnation
+            if !incarnation.isEmpty { claimed.ended.insert(incarnation) }
+            sessions[privateId] = claimed
+        }
         guard let offset else { return nil }
-        let covers = now &- startedAtNanoseconds >= windowNanoseconds
+        let covers = now &- startedAtNanoseconds >= windowNanoseconds &+ liveRecordRefreshNanoseconds
         guard let entry else { return covers ? .refused(.unknownSession) : .unknown }
         guard !entry.claimed else { return .refused(.alreadyClaimed) }
+        let session = entry.session
+        // When the client lost its connection: the record's own time for a disconnected one;
+        // for a connected one its node's last heartbeat, or the record's time if this node
+        // never heard of that node (it wrote one at most a refresh before it died).
+        var originAlive = false
+        switch session.record.state {
+        case .closed:
+            return .refused(.unknownSession)
+        case .disconnected:
+            if now &- entry.at > windowNanoseconds { return .refused(.expired) }
+        case .connected:
+            switch liveness(session.origin) {
+            case .alive: originAlive = true
+            case .departed(let lastHeard): if now > lastHeard, now - lastHeard > windowNanoseconds { return .refused(.expired) }
+            case .unknown: if now &- entry.at > windowNanoseconds { return .refused(.expired) }
+            }
+        }
         guard let start = packets.firstIndex(where: { $0.packet.offset == offset }) else {
             let maybeDropped = lastCapacityDropAt.map { now &- $0 <= windowNanoseconds } ?? false
             return covers && !maybeDropped ? .refused(.unknownOffset) : .unknown
         }
-        let session = entry.session
         let missed = packets[packets.index(after: start)...].map(\.packet).filter { session.reaches($0) && !session.receivedEarly($0) }
-        return .restored(session, missedPackets: missed)
+        return originAlive ? .restoredIfOriginGone(session, missedPackets: missed) : .restored(session, missedPackets: missed)
     }
 
     private mutating func prune(now: UInt64) {
@@ -90,7 +141,9 @@ public struct RecoveryLog: Sendable {
         // message made a storm of restores quadratic (5% of a node's CPU in a 5,000-client one).
         if now &- lastSessionPruneAt >= 1_000_000_000 {
             lastSessionPruneAt = now
-            sessions = sessions.filter { now &- $0.value.at <= windowNanoseconds }
+            let window = windowNanoseconds
+            let liveWindow = windowNanoseconds &+ liveRecordRefreshNanoseconds
+            sessions = sessions.filter { now &- $0.value.at <= ($0.value.session.record.state == .connected ? liveWindow : window) }
         }
     }
 }

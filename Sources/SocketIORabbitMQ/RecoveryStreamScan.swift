@@ -64,8 +64,9 @@ public struct ClaimedSession: Sendable, Hashable {
 
     /// A packet its node delivered at once during a broker outage, before it recorded the
     /// session: the client got it then, without an offset, so it is not missed.
+    /// A connected record's client was there for all of them until its node stopped.
     public func receivedEarly(_ packet: StreamedPacket) -> Bool {
-        packet.deliveredByOrigin && packet.origin == origin && packet.sequence < sequence
+        packet.deliveredByOrigin && packet.origin == origin && (record.state == .connected || packet.sequence < sequence)
     }
 }
 
@@ -95,6 +96,8 @@ public struct RecoveryStreamScan: Sendable {
         case alreadyClaimed
         /// The client's offset is not in the window: the gap cannot be filled.
         case unknownOffset
+        /// Disconnected (or its node gone) longer than `maxDisconnectionDuration` ago.
+        case expired
     }
 
     public let privateId: String
@@ -102,6 +105,7 @@ public struct RecoveryStreamScan: Sendable {
     public let claimId: String
     private var session: ClaimedSession?
     private var claimedByOther = false
+    private var endedIncarnations: Set<String> = []
     private var offsetSeen = false
     /// Copies re-published after an outage come after their originals, in the same order, so
     /// the highest sequence per origin tells them (as on the node queues).
@@ -119,9 +123,13 @@ public struct RecoveryStreamScan: Sendable {
     public mutating func read(_ message: ClusterMessage, at position: StreamPosition) -> Outcome? {
         switch message.payload {
         case .sessionRecord(let record) where record.privateId == privateId:
-            // A newer record (the socket was restored and lost again) starts a new round of claims.
+            // A record of an incarnation a claim ended is stale (its old node saw the disconnect
+            // late); any other newer record starts a new round of claims, except a re-write of
+            // the incarnation already claimed.
+            if !record.incarnation.isEmpty, endedIncarnations.contains(record.incarnation) { break }
+            let sameIncarnation = !record.incarnation.isEmpty && session?.record.incarnation == record.incarnation
             session = ClaimedSession(record: record, origin: message.origin, sequence: message.sequence)
-            claimedByOther = false
+            if !sameIncarnation { claimedByOther = false }
         case .recoverablePacket(let packetOffset, let selection, let packet, let deliveredByOrigin):
             guard copies.accept(origin: message.origin, sequence: message.sequence) else { break }
             if offsetSeen {
@@ -133,7 +141,10 @@ public struct RecoveryStreamScan: Sendable {
         case .restoreClaim(let id, let claimed) where claimed == privateId:
             if id == claimId { return outcome(at: position) }
             // A claim before any record in the window belongs to an older session.
-            if session != nil { claimedByOther = true }
+            if let session {
+                claimedByOther = true
+                if !session.record.incarnation.isEmpty { endedIncarnations.insert(session.record.incarnation) }
+            }
         default:
             break
         }
@@ -141,7 +152,7 @@ public struct RecoveryStreamScan: Sendable {
     }
 
     private func outcome(at position: StreamPosition) -> Outcome {
-        guard let session else { return .refused(.unknownSession) }
+        guard let session, session.record.state != .closed else { return .refused(.unknownSession) }
         guard !claimedByOther else { return .refused(.alreadyClaimed) }
         guard offsetSeen else { return .refused(.unknownOffset) }
         let missed = afterOffset.filter { session.reaches($0) && !session.receivedEarly($0) }

@@ -42,6 +42,8 @@ final class ClusterMessageCodecTests: XCTestCase {
             .recoverablePacket(offset: "node-a.7f3c-1z", selection: selection, packet: packet, deliveredByOrigin: false),
             .recoverablePacket(offset: "node-a.7f3c-20", selection: selection, packet: packet, deliveredByOrigin: true),
             .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: ["sock1", "r"], data: packet)),
+            .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: [], data: packet, state: .connected, incarnation: "node-a.7f3c-2")),
+            .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: ["r"], data: packet, state: .closed, incarnation: "n-1")),
             .restoreClaim(id: "claim-1", privateId: "pid"),
         ]
         for payload in payloads { try roundTrip(payload) }
@@ -84,7 +86,7 @@ final class ClusterMessageCodecTests: XCTestCase {
 
     func testHeaderLayoutIsStable() throws {
         let body = try ClusterMessageCodec.encode(ClusterMessage(origin: "ab", sequence: 258, namespace: "/", payload: .adapterClose))
-        XCTAssertEqual(Array(body.readableBytesView), [3, 13, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 0x2F])
+        XCTAssertEqual(Array(body.readableBytesView), [4, 13, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 0x2F])
     }
 
     func testTruncatedBodiesAreRejectedAtEveryLength() throws {
@@ -105,7 +107,10 @@ final class ClusterMessageCodecTests: XCTestCase {
         XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [2, 13]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .unsupportedVersion(2), "format 2 nodes deliver recoverable packets themselves")
         }
-        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [3, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))) { error in
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [3, 13]))) { error in
+            XCTAssertEqual(error as? ClusterMessageDecodingError, .unsupportedVersion(3), "format 3 session records have no state nor incarnation")
+        }
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [4, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .unknownType(99))
         }
         var extra = try ClusterMessageCodec.encode(ClusterMessage(origin: "a", sequence: 1, namespace: "/", payload: .adapterClose))
@@ -114,14 +119,25 @@ final class ClusterMessageCodecTests: XCTestCase {
             XCTAssertEqual(error as? ClusterMessageDecodingError, .trailingBytes(1))
         }
         // origin "\u{FF}" is not UTF-8
-        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [3, 13, 0, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0x2F]))) { error in
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(ByteBuffer(bytes: [4, 13, 0, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0x2F]))) { error in
             XCTAssertEqual(error as? ClusterMessageDecodingError, .invalidUTF8(field: "origin"))
+        }
+    }
+
+    func testASessionRecordOfAnUnknownStateIsATypedError() throws {
+        let record = SessionRecord(privateId: "p", socketId: "s", rooms: [], data: EncodedPacket(messages: []), state: .closed, incarnation: "")
+        var body = try ClusterMessageCodec.encode(ClusterMessage(origin: "a", sequence: 1, namespace: "/", payload: .sessionRecord(record)))
+        // The state byte sits right before the incarnation's u16 length (empty: 0, 0).
+        let stateIndex = body.writerIndex - 3
+        body.setInteger(UInt8(9), at: stateIndex)
+        XCTAssertThrowsError(try ClusterMessageCodec.decode(body)) { error in
+            XCTAssertEqual(error as? ClusterMessageDecodingError, .invalidValue(field: "session.state"))
         }
     }
 
     func testAHugeClaimedSocketCountDoesNotAllocateBeforeFailing() {
         var body = ByteBuffer()
-        body.writeBytes([3, 8, 0, 1, 0x61])
+        body.writeBytes([4, 8, 0, 1, 0x61])
         body.writeInteger(UInt64(1))
         body.writeBytes([0, 1, 0x2F])
         body.writeInteger(UInt64(1))  // request

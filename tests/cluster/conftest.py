@@ -116,6 +116,11 @@ class Client:
 def broker():
     if not os.path.exists(NODE_BIN):
         pytest.fail(f"{NODE_BIN} missing: run `swift build --product sio-cluster-node` first")
+    if os.environ.get("CLUSTER_BROKER_GIVEN") == "1":
+        # CLUSTER_AMQP_URL names a broker someone else runs (e.g. a vhost of the shared one on
+        # a busy machine); the tests that stop or restart the private node do not apply then.
+        yield
+        return
     was_running = rabbitmq("status", check=False).returncode == 0
     rabbitmq("start")
     yield
