@@ -4,14 +4,16 @@ import NIOCore
 
 /// One event loop's heartbeat timer for all of its Engine.IO sessions: the sessions'
 /// ping and pong deadlines wait in a `HeartbeatQueue`, and one NIO task, set for the
-/// earliest of them (rounded up to `granularity`, so a loop wakes at most every 20 ms for
+/// earliest of them (rounded up to `granularity`, so a loop wakes at most every 5 ms for
 /// heartbeats), hands out whatever fell due. A session keeps the tokens of its current
 /// deadlines and ignores the others: cancelling costs nothing.
 ///
 /// Confined to `eventLoop` (asserted): every session using it lives there.
 final class HeartbeatTimers<Client: HeartbeatClient>: @unchecked Sendable {
-    /// How late a heartbeat may fire so that deadlines close together share one wake-up.
-    static var granularity: TimeAmount { .milliseconds(20) }
+    /// How late a heartbeat may fire so that deadlines close together share one wake-up. A
+    /// ping that leaves late shortens the client's time to answer (the pong deadline counts
+    /// from when the ping was due), so this stays a small part of any sane `pingTimeout`.
+    static var granularity: TimeAmount { .milliseconds(5) }
 
     let eventLoop: any EventLoop
     private var queue = HeartbeatQueue<ObjectIdentifier>()
