@@ -22,6 +22,7 @@ final class ChatService: Sendable {
     /// Sign-in is on: the auth middleware put the token's name in `socket.data`, and
     /// `set-name` is refused.
     let namesFromTokens: Bool
+    let welcomes: WelcomeEncoder
 
     init(
         io: SocketIOServer, limits: ChatLimits, history: any ChatHistoryStore, presence: PresencePublisher,
@@ -35,6 +36,7 @@ final class ChatService: Sendable {
         self.rateLimits = rateLimits
         self.metrics = metrics
         self.logger = logger
+        self.welcomes = WelcomeEncoder(history: history)
     }
 
     func install() {
@@ -176,24 +178,39 @@ final class ChatService: Sendable {
 
     private func welcome(_ socket: SocketIOSocket, profile: ChatProfile) async {
         let members = await presence.presence(of: profile.room).including(profile.name)
-        // Not logged for recovery: a welcome carries up to a room's whole history (256 KB), and
-        // a client reconnecting in a loop would otherwise fill every node's recovery log.
-        socket.emitWithoutRecovery("welcome", [snapshot(for: profile, presence: members)])
+        // The same fields as `snapshot`, the client's own first; the room's history and the
+        // rooms list are encoded once per change of the room and shared by every newcomer
+        // (`WelcomeEncoder`). Not logged for recovery: a welcome carries up to a room's whole
+        // history (256 KB), and a client reconnecting in a loop would otherwise fill every
+        // node's recovery log.
+        let own: JSONObject = [
+            "name": .string(profile.name),
+            "room": .string(profile.room),
+            "members": .array(members.names.map(JSONValue.string)),
+            "memberCount": .number(String(members.count)),
+        ]
+        socket.emitWithoutRecovery("welcome", own, sharing: welcomes.sharedFields(room: profile.room, rooms: roomList(for: profile)))
         presence.roomChanged(profile.room)
+    }
+
+    /// Every room a client may switch to: the active ones, the default room and its own.
+    private func roomList(for profile: ChatProfile) -> [String] {
+        var rooms = history.activeRooms
+        if !rooms.contains(ChatRules.defaultRoom) { rooms.append(ChatRules.defaultRoom) }
+        if !rooms.contains(profile.room) { rooms.append(profile.room) }
+        return rooms.sorted()
     }
 
     /// What a client needs to show a room: sent as `welcome`, and as the answer to `join`
     /// (then with `ok: true` first, like every other answer).
     private func snapshot(for profile: ChatProfile, presence: RoomPresence, acknowledging: Bool = false) -> JSONValue {
         let messages = history.messages(in: profile.room)
-        var rooms = history.activeRooms
-        if !rooms.contains(ChatRules.defaultRoom) { rooms.append(ChatRules.defaultRoom) }
-        if !rooms.contains(profile.room) { rooms.append(profile.room) }
+        let rooms = roomList(for: profile)
         var fields: [(key: String, value: JSONValue)] = acknowledging ? [("ok", true)] : []
         fields += [
             ("name", .string(profile.name)),
             ("room", .string(profile.room)),
-            ("rooms", .array(rooms.sorted().map(JSONValue.string))),
+            ("rooms", .array(rooms.map(JSONValue.string))),
             ("history", .array(messages.map(\.json))),
             ("members", .array(presence.names.map(JSONValue.string))),
             ("memberCount", .number(String(presence.count))),

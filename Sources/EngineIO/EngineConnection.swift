@@ -13,43 +13,70 @@ import NIOCore
 /// connections without being serialised again (a broadcast shares the same bytes).
 public struct EngineMessage: Sendable, Hashable {
     /// Text payload as UTF-8, or raw binary payload. Never carries the `4` type prefix:
-    /// transports add their own framing.
+    /// transports add their own framing. When `sharedTail` is set, this is only the start.
     public let payload: ByteBuffer
+    /// More payload after `payload`, for text messages that differ per recipient only in
+    /// their first bytes (a welcome: the client's own name, then the room's history). Many
+    /// messages hold the same tail buffer, and WebSocket writes it by reference, so N
+    /// recipients cost one copy of the tail instead of N.
+    public let sharedTail: ByteBuffer?
     public let isBinary: Bool
     /// The transport's framing of this message, made by the first connection that writes
     /// it and reused by every other recipient of the same broadcast.
     public let framing: EngineFramingCache
 
     public init(text: String) {
-        self.init(payload: ByteBuffer(string: text), isBinary: false)
+        self.init(payload: ByteBuffer(string: text), sharedTail: nil, isBinary: false)
     }
 
     /// `utf8` must hold valid UTF-8 (typically JSON the caller just encoded).
     public init(textUTF8 utf8: ByteBuffer) {
-        self.init(payload: utf8, isBinary: false)
+        self.init(payload: utf8, sharedTail: nil, isBinary: false)
+    }
+
+    /// A text message whose payload is `head` followed by `sharedTail`; together they must be
+    /// valid UTF-8 (each alone need not be).
+    public init(textUTF8 head: ByteBuffer, sharedTail: ByteBuffer) {
+        self.init(payload: head, sharedTail: sharedTail, isBinary: false)
     }
 
     public init(binary: ByteBuffer) {
-        self.init(payload: binary, isBinary: true)
+        self.init(payload: binary, sharedTail: nil, isBinary: true)
     }
 
-    private init(payload: ByteBuffer, isBinary: Bool) {
+    private init(payload: ByteBuffer, sharedTail: ByteBuffer?, isBinary: Bool) {
         self.payload = payload
+        self.sharedTail = sharedTail
         self.isBinary = isBinary
         self.framing = EngineFramingCache()
     }
 
+    /// The whole payload in one buffer: `payload` itself, or a copy of head and tail.
+    public var wholePayload: ByteBuffer { EngineMessage.joined(payload, sharedTail) }
+
+    /// Bytes of the whole payload, without copying.
+    public var payloadByteCount: Int { payload.readableBytes + (sharedTail?.readableBytes ?? 0) }
+
     public static func == (lhs: EngineMessage, rhs: EngineMessage) -> Bool {
-        lhs.isBinary == rhs.isBinary && lhs.payload == rhs.payload
+        lhs.isBinary == rhs.isBinary && lhs.wholePayload == rhs.wholePayload
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(isBinary)
-        hasher.combine(payload)
+        hasher.combine(wholePayload)
     }
 
     /// The payload as a String; only meaningful for text messages.
-    public var text: String { String(buffer: payload) }
+    public var text: String { String(buffer: wholePayload) }
+
+    static func joined(_ head: ByteBuffer, _ tail: ByteBuffer?) -> ByteBuffer {
+        guard let tail else { return head }
+        var whole = ByteBuffer()
+        whole.reserveCapacity(head.readableBytes + tail.readableBytes)
+        whole.writeImmutableBuffer(head)
+        whole.writeImmutableBuffer(tail)
+        return whole
+    }
 }
 
 /// What the HTTP request that opened a session looked like: the upper layer needs it for

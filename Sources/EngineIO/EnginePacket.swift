@@ -26,6 +26,8 @@ public struct EnginePacket: Sendable, Hashable {
     public var type: EnginePacketType { didSet { framing = nil } }
     /// Text payload as UTF-8 (without the type digit), or the raw bytes of a binary message.
     public var payload: ByteBuffer { didSet { framing = nil } }
+    /// More payload after `payload`, shared with other packets (see `EngineMessage.sharedTail`).
+    public var sharedTail: ByteBuffer? { didSet { framing = nil } }
     public var isBinary: Bool { didSet { framing = nil } }
     /// The framing shared by every copy of the message this packet carries; nil for
     /// packets made by Engine.IO itself (pings, open, noop), which are framed per use.
@@ -46,19 +48,26 @@ public struct EnginePacket: Sendable, Hashable {
     public init(message: EngineMessage) {
         self.type = .message
         self.payload = message.payload
+        self.sharedTail = message.sharedTail
         self.isBinary = message.isBinary
         self.framing = message.framing
     }
 
     public static func == (lhs: EnginePacket, rhs: EnginePacket) -> Bool {
-        lhs.type == rhs.type && lhs.isBinary == rhs.isBinary && lhs.payload == rhs.payload
+        lhs.type == rhs.type && lhs.isBinary == rhs.isBinary && lhs.wholePayload == rhs.wholePayload
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(type)
         hasher.combine(isBinary)
-        hasher.combine(payload)
+        hasher.combine(wholePayload)
     }
+
+    /// The whole payload in one buffer: `payload` itself, or a copy of it and its tail.
+    public var wholePayload: ByteBuffer { EngineMessage.joined(payload, sharedTail) }
+
+    /// Bytes of the whole payload, without copying.
+    public var payloadByteCount: Int { payload.readableBytes + (sharedTail?.readableBytes ?? 0) }
 
     public static func binaryMessage(_ bytes: ByteBuffer) -> EnginePacket {
         var packet = EnginePacket(type: .message, textUTF8: bytes)
@@ -72,16 +81,18 @@ public struct EnginePacket: Sendable, Hashable {
     public static let noop = EnginePacket(type: .noop)
     public static let probePong = EnginePacket(type: .pong, text: "probe")
 
-    public var text: String { String(buffer: payload) }
+    public var text: String { String(buffer: wholePayload) }
 
     /// The message this packet carries, when it is a `message` packet.
     public var message: EngineMessage? {
         guard type == .message else { return nil }
-        return isBinary ? EngineMessage(binary: payload) : EngineMessage(textUTF8: payload)
+        if isBinary { return EngineMessage(binary: payload) }
+        if let sharedTail { return EngineMessage(textUTF8: payload, sharedTail: sharedTail) }
+        return EngineMessage(textUTF8: payload)
     }
 
     /// Bytes this packet occupies in an outbound buffer; used for the slow-client budget.
-    public var approximateWireSize: Int { payload.readableBytes + 1 }
+    public var approximateWireSize: Int { payloadByteCount + 1 }
 }
 
 /// Why bytes from a client could not be read as Engine.IO packets. Every case closes the

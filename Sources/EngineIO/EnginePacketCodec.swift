@@ -26,9 +26,10 @@ public enum EnginePacketCodec {
     /// in a binary frame, see `EnginePacket.isBinary`).
     public static func encodeFrame(_ packet: EnginePacket, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
         if packet.isBinary { return packet.payload }
-        var buffer = allocator.buffer(capacity: packet.payload.readableBytes + 1)
+        var buffer = allocator.buffer(capacity: packet.payloadByteCount + 1)
         buffer.writeInteger(packet.type.wireDigit)
         buffer.writeImmutableBuffer(packet.payload)
+        if let tail = packet.sharedTail { buffer.writeImmutableBuffer(tail) }
         return buffer
     }
 
@@ -74,12 +75,13 @@ public enum EnginePacketCodec {
             } else {
                 buffer.writeInteger(packet.type.wireDigit)
                 buffer.writeImmutableBuffer(packet.payload)
+                if let tail = packet.sharedTail { buffer.writeImmutableBuffer(tail) }
             }
         }
     }
 
     public static func encodePayload(_ packets: [EnginePacket], allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
-        let estimate = packets.reduce(0) { $0 + $1.payload.readableBytes * 4 / 3 + 6 }
+        let estimate = packets.reduce(0) { $0 + $1.payloadByteCount * 4 / 3 + 6 }
         var buffer = allocator.buffer(capacity: estimate)
         encodePayload(packets, into: &buffer)
         return buffer

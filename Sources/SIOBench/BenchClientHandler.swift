@@ -37,6 +37,8 @@ struct BenchClientOptions: Sendable {
 enum BenchClientCommand: Sendable {
     case startSending(interval: TimeAmount, until: NIODeadline, sender: Int)
     case sendOne(sender: Int, sequence: Int)
+    /// Emit one chat message with this text (not a timed bench payload).
+    case sendText(String)
     /// Close the TCP connection abruptly and hand back what recovery needs.
     case dropForRecovery(EventLoopPromise<RecoveryToken?>)
     /// Hand back what recovery needs, staying connected (the server is about to be killed).
@@ -131,6 +133,9 @@ final class BenchClientHandler: ChannelInboundHandler {
             guard phase == .connected else { return }
             self.sequence = sequence
             emitBenchMessage(context: context, sender: sender)
+        case .sendText(let text):
+            guard phase == .connected else { return }
+            sendText(context: context, options.wire.sendFrame(room: options.roomName ?? "", text: text))
         case .recoveryToken(let promise):
             promise.succeed(pid.map { RecoveryToken(pid: $0, offset: lastOffset) })
             // Its server is killed next: that close is expected.

@@ -10,11 +10,21 @@ struct IdleScenario: AsyncParsableCommand {
     @Option(name: .customLong("duration"), help: "Seconds to hold them once the ramp is done.") var durationSeconds = 30
     @Flag(help: "Put every connection in one room. By default each has its own, so the server's join announcements (the chat's presence) stay out of an idle test.")
     var sharedRoom = false
+    @Option(help: "Before the ramp, one client sends this many messages to the shared room (--shared-room), so every connection is welcomed with that history.")
+    var history = 0
+    @Option(name: .customLong("history-bytes"), help: "Bytes of each --history message.")
+    var historyBytes = 300
 
     func run() async throws {
+        if history > 0 && !sharedRoom { throw ValidationError("--history needs --shared-room (history belongs to a room)") }
         let setup = try await ScenarioSetup(scenario: "idle", common: common, connections: connections)
         var report = setup.report
         let (targets, runtime, counters, stats) = (setup.targets, setup.runtime, setup.counters, setup.stats)
+        if history > 0 {
+            try await fillHistory(runtime: runtime, targets: targets, stats: stats)
+            report.set("history_messages", history)
+            report.set("history_message_bytes", historyBytes)
+        }
         let before = ProcessSampler.sampleAll(common.serverPIDs)
 
         say("idle: opening \(connections) connections to \(targets.map(\.description).joined(separator: ", "))")
@@ -67,6 +77,29 @@ struct IdleScenario: AsyncParsableCommand {
         await BenchRuntime.closeAll(channels)
         await runtime.shutdown()
         print(report.jsonLine)
+    }
+}
+
+extension IdleScenario {
+    /// One client sends `history` messages of `historyBytes` to the room and leaves.
+    private func fillHistory(runtime: BenchRuntime, targets: [ServerTarget], stats: [NIOLoopBound<LoopStats>]) async throws {
+        let counters = ConnectionCounters()
+        let options = BenchClientOptions(index: 0, room: 0, roomName: "idle", wire: common.wire, recovery: nil, trackOffsets: false, connectTimeout: common.connectTimeout)
+        let future = runtime.connect(index: 0, totalConnections: 1, target: targets[0], options: options, stats: stats, counters: counters)
+        await runtime.waitUntilSettled(counters, expected: 1, timeout: common.connectTimeout)
+        guard counters.connected.load(ordering: .relaxed) == 1, let channel = try? await future.get() else {
+            throw ValidationError("the client filling the history could not connect")
+        }
+        for index in 0..<history {
+            // Letters and digits only: no JSON escaping needed (see BenchProtocol.sendFrame).
+            let label = "h\(index)-"
+            let text = label + String(repeating: "x", count: max(historyBytes - label.utf8.count, 0))
+            channel.pipeline.fireUserInboundEventTriggered(BenchClientCommand.sendText(text))
+        }
+        try? await Task.sleep(nanoseconds: 1_000_000_000)
+        try? await channel.close()
+        try? await Task.sleep(nanoseconds: 1_000_000_000)
+        say("history: \(history) messages of \(historyBytes) bytes sent to the room")
     }
 }
 

@@ -222,7 +222,7 @@ struct SessionStore {
     /// of its direct delivery).
     mutating func record(offset: String, data: JSONValue, options: BroadcastOptions, messages: [EngineMessage] = []) -> [String] {
         let now = NIODeadline.now()
-        let bytes = messages.reduce(0) { $0 + $1.payload.readableBytes }
+        let bytes = messages.reduce(0) { $0 + $1.payloadByteCount }
         log.append((offset: offset, data: data, options: options, at: now, bytes: bytes))
         loggedBytes += bytes
         pruneLog(now: now)

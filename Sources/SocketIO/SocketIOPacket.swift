@@ -160,7 +160,7 @@ public struct SocketIOPacketDecoder: Sendable {
     public mutating func decode(_ message: EngineMessage) throws(SocketIOProtocolError) -> SocketIOPacket? {
         if message.isBinary {
             guard var pending = awaiting else { throw .unexpectedBinaryMessage }
-            pending.received.append(message.payload)
+            pending.received.append(message.wholePayload)
             if pending.received.count < pending.expected {
                 awaiting = pending
                 return nil
@@ -169,7 +169,7 @@ public struct SocketIOPacketDecoder: Sendable {
             return try Self.reconstruct(pending.packet, attachments: pending.received)
         }
         guard awaiting == nil else { throw .unexpectedTextMessage }
-        let (packet, attachmentCount) = try Self.decodeHeader(message.payload, maxAttachments: maxAttachments)
+        let (packet, attachmentCount) = try Self.decodeHeader(message.wholePayload, maxAttachments: maxAttachments)
         if packet.type.isBinary {
             if attachmentCount == 0 { return try Self.reconstruct(packet, attachments: []) }
             awaiting = AwaitingAttachments(packet: packet, expected: attachmentCount, received: [])

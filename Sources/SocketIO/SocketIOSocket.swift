@@ -191,6 +191,14 @@ public final class SocketIOSocket: @unchecked Sendable {
         onLoop { self.deliverOnLoop(messages) }
     }
 
+    /// Like `emitWithoutRecovery(_:_:)` for one object argument made of this client's `own`
+    /// members followed by `shared` ones encoded once for many clients (see
+    /// `SharedEventFields`): the client reads `{...own, ...shared}`, and the shared bytes
+    /// are not copied per recipient.
+    public func emitWithoutRecovery(_ event: String, _ own: JSONObject, sharing shared: SharedEventFields) {
+        let messages = SocketIOPacketEncoder.encodeEvent(event, own, sharing: shared, namespace: namespace.name)
+        onLoop { self.deliverOnLoop(messages) }
+    }
 
     /// Emits one encoded value as the single argument.
     public func emit<T: Encodable>(_ event: String, encoding value: T) throws {

@@ -23,6 +23,8 @@ public final class EngineIOEndpoint: Sendable {
     /// locked; the session itself is then used only on its own loop.
     private let sessions = NIOLockedValueBox<[String: EngineSession]>([:])
     private let counts = NIOLockedValueBox(EngineConnectionCounts())
+    /// One heartbeat timer per event loop for all of this endpoint's sessions there.
+    private let heartbeats = NIOLockedValueBox<[ObjectIdentifier: HeartbeatTimers<EngineSession>]>([:])
     /// The serving server's node-wide caps, told about every session that opens and ends.
     private let admission = NIOLockedValueBox<EngineAdmissionControl?>(nil)
 
@@ -67,7 +69,8 @@ public final class EngineIOEndpoint: Sendable {
 
     func createSession(transport: EngineTransport, on eventLoop: any EventLoop, handshake: EngineHandshakeRequest) -> EngineSession {
         let session = EngineSession(
-            id: EngineSessionID.generate(), transport: transport, eventLoop: eventLoop, handshake: handshake, endpoint: self
+            id: EngineSessionID.generate(), transport: transport, eventLoop: eventLoop, handshake: handshake, endpoint: self,
+            heartbeats: heartbeatTimers(for: eventLoop)
         )
         sessions.withLockedValue { $0[session.id] = session }
         counts.withLockedValue {
@@ -75,6 +78,17 @@ public final class EngineIOEndpoint: Sendable {
         }
         admission.withLockedValue { $0 }?.sessionOpened(address: Self.admissionKey(of: handshake))
         return session
+    }
+
+    /// The loops of a server live as long as it does, so a loop's identity is a stable key.
+    private func heartbeatTimers(for eventLoop: any EventLoop) -> HeartbeatTimers<EngineSession> {
+        heartbeats.withLockedValue { table in
+            let key = ObjectIdentifier(eventLoop)
+            if let existing = table[key] { return existing }
+            let made = HeartbeatTimers<EngineSession>(eventLoop: eventLoop)
+            table[key] = made
+            return made
+        }
     }
 
     func unregister(_ session: EngineSession) {

@@ -77,6 +77,9 @@ public final class EngineIOHTTPServer: Sendable {
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
     /// Accepted connections, so shutdown can close those that outlive the grace period.
     private let openChannels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    /// Receive buffers start small (an HTTP upgrade request fits in two reads) and adapt
+    /// between 64 bytes and 64 KB to what the connection reads.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
 
     public init(
         configuration: EngineIOHTTPServerConfiguration,
@@ -139,6 +142,10 @@ public final class EngineIOHTTPServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // Every channel keeps its receive buffer between reads: NIO's default starts at
+            // 2 KB, the largest single cost of an idle connection (heaptrack). An idle client
+            // sends a few bytes per heartbeat; the buffer still grows for larger reads.
+            .childChannelOption(.recvAllocator, value: Self.receiveBuffers)
             .childChannelInitializer { channel in
                 let id = ObjectIdentifier(channel)
                 let admitted = openChannels.withLockedValue { open in

@@ -13,13 +13,13 @@ enum PollAnswer: Sendable {
 
 /// One Engine.IO session: runs the actions of its `EngineSessionStateMachine` on its event
 /// loop. It owns the parked long-poll GET, the WebSocket transport (and an upgrade probe),
-/// and the heartbeat timers (plain `scheduleTask`, no Task per connection).
+/// and its heartbeat deadlines (in its loop's `HeartbeatTimers`: no NIO timer per session).
 ///
 /// Sendable because every mutable stored property is touched only on `eventLoop`: public
 /// entry points hop there first, and internal ones are called there by the handlers
 /// (checked with `assertInEventLoop` in debug builds). `transportName` is the exception and
 /// lives in a lock.
-final class EngineSession: EngineConnection, @unchecked Sendable {
+final class EngineSession: EngineConnection, HeartbeatClient, @unchecked Sendable {
     let id: String
     let eventLoop: any EventLoop
     let handshake: EngineHandshakeRequest
@@ -35,8 +35,12 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
     private var parkedPoll: EventLoopPromise<PollAnswer>?
     private var webSocket: EngineWebSocketHandler?
     private var probeWebSocket: EngineWebSocketHandler?
-    private var pingTimer: Scheduled<Void>?
-    private var pongDeadline: Scheduled<Void>?
+    private let heartbeats: HeartbeatTimers<EngineSession>
+    /// Tokens of the current ping and pong deadlines (0: none); any other that falls due is stale.
+    private var pingToken: UInt64 = 0
+    private var pongToken: UInt64 = 0
+    /// When the ping now awaited was due: its pong deadline counts from there.
+    private var pingDueAt: NIODeadline
     private var upgradeTimer: Scheduled<Void>?
     private var upgradeCheckTimer: RepeatedTask?
     private var finalPollTimer: Scheduled<Void>?
@@ -46,8 +50,9 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
 
     init(
         id: String, transport: EngineTransport, eventLoop: any EventLoop,
-        handshake: EngineHandshakeRequest, endpoint: EngineIOEndpoint
+        handshake: EngineHandshakeRequest, endpoint: EngineIOEndpoint, heartbeats: HeartbeatTimers<EngineSession>
     ) {
+        self.heartbeats = heartbeats
         self.id = id
         self.eventLoop = eventLoop
         self.handshake = handshake
@@ -55,6 +60,7 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         self.transportNameBox = NIOLockedValueBox(transport)
         let now = NIODeadline.now()
         self.machineCreatedAt = now
+        self.pingDueAt = now + endpoint.configuration.pingInterval
         self.machine = EngineSessionStateMachine(
             transport: transport,
             maxOutboundBytes: endpoint.configuration.maxOutboundBufferBytes,
@@ -106,7 +112,7 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
     func opened(webSocket: EngineWebSocketHandler?) {
         eventLoop.assertInEventLoop()
         self.webSocket = webSocket
-        armPingTimer(deadline: machineCreatedAt + endpoint.configuration.pingInterval)
+        armPing(from: machineCreatedAt)
         endpoint.delegate.engineDidOpen(self)
     }
 
@@ -227,9 +233,8 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         case .rejectRequest(let error):
             request?.succeed(.error(error))
         case .heartbeatAcknowledged:
-            pongDeadline?.cancel()
-            pongDeadline = nil
-            armPingTimer(deadline: .now() + endpoint.configuration.pingInterval)
+            pongToken = 0
+            armPing(from: .now())
         case .answerProbe:
             probeWebSocket?.sendFromSession([.probePong])
             upgradeCheckTimer?.cancel()
@@ -260,8 +265,9 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
     }
 
     private func runClose(_ close: EngineSessionStateMachine.CloseAction, request: EventLoopPromise<PollAnswer>?) {
-        pingTimer?.cancel()
-        pongDeadline?.cancel()
+        pingToken = 0
+        pongToken = 0
+        heartbeats.remove(self)
         upgradeTimer?.cancel()
         upgradeCheckTimer?.cancel()
         if let packets = close.answerPendingPoll { answerParkedPoll(.packets(packets)) }
@@ -296,15 +302,23 @@ final class EngineSession: EngineConnection, @unchecked Sendable {
         parkedPoll.succeed(answer)
     }
 
-    private func armPingTimer(deadline: NIODeadline) {
-        pingTimer?.cancel()
-        pingTimer = eventLoop.scheduleTask(deadline: deadline) { [self] in
+    private func armPing(from start: NIODeadline) {
+        pingDueAt = start + endpoint.configuration.pingInterval
+        pingToken = heartbeats.schedule(self, at: start, after: endpoint.configuration.pingInterval)
+    }
+
+    /// One of this session's heartbeat deadlines fell due (on the loop).
+    func heartbeatDue(token: UInt64) {
+        eventLoop.assertInEventLoop()
+        if token == pingToken {
+            pingToken = 0
             run(machine.pingIntervalElapsed(), request: nil)
             guard !machine.isClosed else { return }
-            // Measured from when the ping was due, not from when this (maybe late) timer ran.
-            pongDeadline = eventLoop.scheduleTask(deadline: deadline + endpoint.configuration.pingTimeout) { [self] in
-                run(machine.pingTimeoutElapsed(), request: nil)
-            }
+            // Measured from when the ping was due, not from when the (maybe late) timer ran.
+            pongToken = heartbeats.schedule(self, at: pingDueAt, after: endpoint.configuration.pingTimeout)
+        } else if token == pongToken {
+            pongToken = 0
+            run(machine.pingTimeoutElapsed(), request: nil)
         }
     }
 }

@@ -11,16 +11,22 @@ enum EngineWebSocketFraming {
     private static let textOpcode: UInt8 = 0x1
     private static let binaryOpcode: UInt8 = 0x2
 
-    static func frame(for packet: EnginePacket, allocator: ByteBufferAllocator) -> ByteBuffer {
-        guard let framing = packet.framing else { return encode(packet, allocator: allocator) }
-        return framing.frame { encode(packet, allocator: allocator) }
+    /// The frame's bytes: one buffer, or for a packet with a shared tail, the header and the
+    /// packet's own bytes followed by the tail itself (written by reference, not copied).
+    static func frame(for packet: EnginePacket, allocator: ByteBufferAllocator) -> (head: ByteBuffer, tail: ByteBuffer?) {
+        let tail = packet.isBinary ? nil : packet.sharedTail
+        guard let framing = packet.framing else { return (encode(packet, allocator: allocator), tail) }
+        return (framing.frame { encode(packet, allocator: allocator) }, tail)
     }
 
+    /// The frame up to the shared tail, if the packet has one (its length field counts the
+    /// tail); the whole frame otherwise.
     static func encode(_ packet: EnginePacket, allocator: ByteBufferAllocator) -> ByteBuffer {
         // Text frames carry the packet type digit before the payload; binary frames are the
         // bare bytes of a binary message.
-        let payloadLength = packet.payload.readableBytes + (packet.isBinary ? 0 : 1)
-        var frame = allocator.buffer(capacity: payloadLength + 10)
+        let tailLength = packet.isBinary ? 0 : (packet.sharedTail?.readableBytes ?? 0)
+        let payloadLength = packet.payload.readableBytes + tailLength + (packet.isBinary ? 0 : 1)
+        var frame = allocator.buffer(capacity: payloadLength - tailLength + 10)
         frame.writeInteger(finBit | (packet.isBinary ? binaryOpcode : textOpcode))
         switch payloadLength {
         case ...125:

@@ -253,7 +253,14 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     private func write(_ packet: EnginePacket, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         if let writer = frameWriterContext {
-            writer.write(NIOAny(EngineWebSocketFraming.frame(for: packet, allocator: context.channel.allocator)), promise: promise)
+            let frame = EngineWebSocketFraming.frame(for: packet, allocator: context.channel.allocator)
+            if let tail = frame.tail {
+                // Two buffers, one `writev`: the tail stays the one buffer every recipient shares.
+                writer.write(NIOAny(frame.head), promise: nil)
+                writer.write(NIOAny(tail), promise: promise)
+            } else {
+                writer.write(NIOAny(frame.head), promise: promise)
+            }
         } else {
             let data = EnginePacketCodec.encodeFrame(packet, allocator: context.channel.allocator)
             let frame = WebSocketFrame(fin: true, opcode: packet.isBinary ? .binary : .text, data: data)

@@ -169,3 +169,27 @@ import Testing
         #expect(list.allowOriginHeader(forRequestOrigin: nil) == nil)
     }
 }
+
+/// A message with a shared tail is, on every transport, the message with head and tail joined.
+@Suite struct SharedTailTests {
+    private let head = ByteBuffer(string: #"2["welcome",{"name":"ada","#)
+    private let tail = ByteBuffer(string: #""history":[]}]"#)
+
+    @Test func pollingWritesHeadThenTail() {
+        let shared = EnginePacket(message: EngineMessage(textUTF8: head, sharedTail: tail))
+        let joined = EnginePacket(message: EngineMessage(text: #"2["welcome",{"name":"ada","history":[]}]"#))
+        #expect(EnginePacketCodec.encodePayload([.ping, shared, shared]) == EnginePacketCodec.encodePayload([.ping, joined, joined]))
+        #expect(EnginePacketCodec.encodeFrame(shared) == EnginePacketCodec.encodeFrame(joined))
+        #expect(shared == joined)
+        #expect(shared.approximateWireSize == joined.approximateWireSize)
+        #expect(shared.text == joined.text)
+    }
+
+    @Test func theTailSurvivesTheWayBackToAMessage() {
+        let message = EngineMessage(textUTF8: head, sharedTail: tail)
+        let back = EnginePacket(message: message).message
+        #expect(back?.sharedTail == tail)
+        #expect(back?.payload == head)
+        #expect(message.wholePayload == ByteBuffer(string: #"2["welcome",{"name":"ada","history":[]}]"#))
+    }
+}

@@ -60,4 +60,19 @@ import Testing
         #expect(changed.framing == nil)
         #expect(EngineMessage(text: "shared") == message)  // the cache is not part of equality
     }
+
+    /// A message with a shared tail leaves as the frame's header and head, then the tail
+    /// buffer itself; together they are one frame whose length counts both.
+    @Test(arguments: [10, 100, 200, 70_000])
+    func sharedTailsAreWrittenAfterTheHead(tailLength: Int) throws {
+        let tail = ByteBuffer(string: String(repeating: "t", count: tailLength))
+        let packet = EnginePacket(message: EngineMessage(textUTF8: ByteBuffer(string: "head:"), sharedTail: tail))
+        let frame = EngineWebSocketFraming.frame(for: packet, allocator: ByteBufferAllocator())
+        #expect(frame.tail == tail)
+        var wire = frame.head
+        wire.writeImmutableBuffer(try #require(frame.tail))
+        let decoded = try #require(try decodeWithNIO(wire))
+        #expect(decoded.opcode == .text)
+        #expect(String(buffer: decoded.unmaskedData) == "4head:" + String(repeating: "t", count: tailLength))
+    }
 }
