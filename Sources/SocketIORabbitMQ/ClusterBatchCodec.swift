@@ -6,11 +6,11 @@ import NIOCore
 ///     u8 0xBA | u16 count | count × (u32 length | encoded ClusterMessage)
 ///
 /// A single message is sent as is (its first byte is the format version, never 0xBA).
-public enum ClusterBatchCodec {
+enum ClusterBatchCodec {
     static let marker: UInt8 = 0xBA
 
     /// A batch holds 1...65,535 messages (its count is 16 bits); any other number throws.
-    public static func encode(
+    static func encode(
         _ bodies: [ByteBuffer], allocator: ByteBufferAllocator = ByteBufferAllocator()
     ) throws(ClusterMessageEncodingError) -> ByteBuffer {
         guard !bodies.isEmpty, bodies.count <= Int(UInt16.max) else { throw .tooManyItems(count: bodies.count) }
@@ -23,7 +23,7 @@ public enum ClusterBatchCodec {
     }
 
     /// The message bodies in a received AMQP body (one, unless it is a batch).
-    public static func split(_ body: ByteBuffer) throws(ClusterMessageDecodingError) -> [ByteBuffer] {
+    static func split(_ body: ByteBuffer) throws(ClusterMessageDecodingError) -> [ByteBuffer] {
         guard body.getInteger(at: body.readerIndex, as: UInt8.self) == marker else { return [body] }
         var buffer = body
         buffer.moveReaderIndex(forwardBy: 1)

@@ -10,17 +10,17 @@
 /// broker outage is not gone, and forgetting it would let its replay through twice); it is
 /// forgotten when it says goodbye or after `retentionNanoseconds` of silence, which keeps
 /// memory bounded by the peers of that period.
-public struct ClusterDuplicateFilter: Sendable {
+struct ClusterDuplicateFilter: Sendable {
     private var highest: [String: (sequence: UInt64, lastAcceptedAt: UInt64)] = [:]
-    public let retentionNanoseconds: UInt64
-    public private(set) var duplicateCount: UInt64 = 0
+    let retentionNanoseconds: UInt64
+    private(set) var duplicateCount: UInt64 = 0
 
-    public init(retentionNanoseconds: UInt64 = 600_000_000_000) {
+    init(retentionNanoseconds: UInt64 = 600_000_000_000) {
         self.retentionNanoseconds = retentionNanoseconds
     }
 
     /// True when the message is new and should be handled.
-    public mutating func accept(origin: String, sequence: UInt64, atNanoseconds now: UInt64 = 0) -> Bool {
+    mutating func accept(origin: String, sequence: UInt64, atNanoseconds now: UInt64 = 0) -> Bool {
         if let known = highest[origin], sequence <= known.sequence {
             duplicateCount += 1
             return false
@@ -30,17 +30,17 @@ public struct ClusterDuplicateFilter: Sendable {
     }
 
     /// Forget a node that left on purpose.
-    public mutating func forget(origin: String) {
+    mutating func forget(origin: String) {
         highest.removeValue(forKey: origin)
     }
 
     /// Forget origins silent for longer than the retention. Returns how many.
     @discardableResult
-    public mutating func forgetSilentOrigins(atNanoseconds now: UInt64) -> Int {
+    mutating func forgetSilentOrigins(atNanoseconds now: UInt64) -> Int {
         let silent = highest.filter { now > $0.value.lastAcceptedAt && now - $0.value.lastAcceptedAt > retentionNanoseconds }.keys
         for origin in silent { highest.removeValue(forKey: origin) }
         return silent.count
     }
 
-    public var trackedOriginCount: Int { highest.count }
+    var trackedOriginCount: Int { highest.count }
 }

@@ -1,37 +1,37 @@
 /// Which other nodes are alive, from their heartbeats. A node that has not been heard from
 /// for `heartbeatTimeoutNanoseconds` is considered gone: requests stop waiting for it and
 /// `serverCount` no longer includes it. Pure: the caller passes the time in.
-public struct ClusterMembership: Sendable {
-    public let heartbeatTimeoutNanoseconds: UInt64
+struct ClusterMembership: Sendable {
+    let heartbeatTimeoutNanoseconds: UInt64
     private var lastHeard: [String: UInt64] = [:]
     /// When nodes that left (silent past the timeout, or said goodbye) were last heard, for
     /// as long as `departedMemoryNanoseconds`: a crashed node's clients count their
     /// disconnection from there (connection state recovery).
     private var departed: [String: UInt64] = [:]
     /// How long a departed node's last sign of life is remembered (0: not at all).
-    public var departedMemoryNanoseconds: UInt64 = 0
+    var departedMemoryNanoseconds: UInt64 = 0
 
-    public init(heartbeatTimeoutNanoseconds: UInt64) {
+    init(heartbeatTimeoutNanoseconds: UInt64) {
         self.heartbeatTimeoutNanoseconds = heartbeatTimeoutNanoseconds
     }
 
     /// Any message from a node proves it alive. Returns true when the node is new.
     @discardableResult
-    public mutating func heard(from node: String, atNanoseconds now: UInt64) -> Bool {
+    mutating func heard(from node: String, atNanoseconds now: UInt64) -> Bool {
         if !departed.isEmpty { departed.removeValue(forKey: node) }
         return lastHeard.updateValue(now, forKey: node) == nil
     }
 
     /// The node said goodbye (adapter close). Returns true when it was a member.
     @discardableResult
-    public mutating func remove(_ node: String) -> Bool {
+    mutating func remove(_ node: String) -> Bool {
         guard let last = lastHeard.removeValue(forKey: node) else { return false }
         remember(node, lastHeardAt: last)
         return true
     }
 
     /// Forgets nodes silent for longer than the timeout and returns them, sorted.
-    public mutating func expire(atNanoseconds now: UInt64) -> [String] {
+    mutating func expire(atNanoseconds now: UInt64) -> [String] {
         let gone = lastHeard.filter { now > $0.value && now - $0.value > heartbeatTimeoutNanoseconds }.keys.sorted()
         for node in gone {
             if let last = lastHeard.removeValue(forKey: node) { remember(node, lastHeardAt: last) }
@@ -49,14 +49,14 @@ public struct ClusterMembership: Sendable {
     }
 
     /// Whether `node` is alive, and if it left, when it was last heard.
-    public enum Liveness: Sendable, Hashable {
+    enum Liveness: Sendable, Hashable {
         case alive
         case departed(lastHeardAtNanoseconds: UInt64)
         /// Never heard of (or forgotten): it left before this node started, or long ago.
         case unknown
     }
 
-    public func liveness(of node: String) -> Liveness {
+    func liveness(of node: String) -> Liveness {
         if lastHeard[node] != nil { return .alive }
         if let last = departed[node] { return .departed(lastHeardAtNanoseconds: last) }
         return .unknown
@@ -64,13 +64,13 @@ public struct ClusterMembership: Sendable {
 
     /// Our own broker connection was down, so silence proved nothing: count every known
     /// node as heard now, giving it a full timeout to speak again.
-    public mutating func refreshAll(atNanoseconds now: UInt64) {
+    mutating func refreshAll(atNanoseconds now: UInt64) {
         for node in lastHeard.keys { lastHeard[node] = now }
     }
 
-    public var liveNodes: Set<String> { Set(lastHeard.keys) }
-    public var liveNodeCount: Int { lastHeard.count }
+    var liveNodes: Set<String> { Set(lastHeard.keys) }
+    var liveNodeCount: Int { lastHeard.count }
     /// This node plus every live peer, as socket.io's `serverCount()` reports it.
-    public var serverCount: Int { lastHeard.count + 1 }
-    public func isAlive(_ node: String) -> Bool { lastHeard[node] != nil }
+    var serverCount: Int { lastHeard.count + 1 }
+    func isAlive(_ node: String) -> Bool { lastHeard[node] != nil }
 }

@@ -9,27 +9,27 @@ import NIOCore
 // write those bytes to their clients without parsing or re-serialising the packet.
 
 /// Which sockets an operation targets: the same selection rules as a local broadcast.
-public struct ClusterSocketSelection: Sendable, Hashable {
+struct ClusterSocketSelection: Sendable, Hashable {
     /// Empty means every socket of the namespace.
-    public var rooms: [String]
-    public var exceptRooms: [String]
+    var rooms: [String]
+    var exceptRooms: [String]
 
-    public init(rooms: [String] = [], exceptRooms: [String] = []) {
+    init(rooms: [String] = [], exceptRooms: [String] = []) {
         self.rooms = rooms
         self.exceptRooms = exceptRooms
     }
 }
 
 /// Broadcast flags that matter on a receiving node.
-public struct ClusterBroadcastFlags: Sendable, Hashable {
+struct ClusterBroadcastFlags: Sendable, Hashable {
     /// May be dropped by a slow client instead of being queued.
-    public var isVolatile: Bool
-    public var compress: Bool
+    var isVolatile: Bool
+    var compress: Bool
     /// Worth keeping in the recovery stream (connection state recovery is on and the
     /// packet is an event without ack).
-    public var isRecoverable: Bool
+    var isRecoverable: Bool
 
-    public init(isVolatile: Bool = false, compress: Bool = true, isRecoverable: Bool = false) {
+    init(isVolatile: Bool = false, compress: Bool = true, isRecoverable: Bool = false) {
         self.isVolatile = isVolatile
         self.compress = compress
         self.isRecoverable = isRecoverable
@@ -38,25 +38,25 @@ public struct ClusterBroadcastFlags: Sendable, Hashable {
 
 /// One Socket.IO packet encoded once as Engine.IO messages: the text part first, then one
 /// binary message per attachment. Opaque to the cluster layer.
-public struct EncodedPacket: Sendable, Hashable {
-    public var messages: [EngineMessage]
+struct EncodedPacket: Sendable, Hashable {
+    var messages: [EngineMessage]
 
-    public init(messages: [EngineMessage]) {
+    init(messages: [EngineMessage]) {
         self.messages = messages
     }
 }
 
 /// What a remote node tells about one of its sockets in answer to fetch-sockets.
-public struct RemoteSocketRecord: Sendable, Hashable {
-    public var id: String
+struct RemoteSocketRecord: Sendable, Hashable {
+    var id: String
     /// The handshake object, encoded by the Socket.IO layer (JSON text).
-    public var handshake: ByteBuffer
-    public var rooms: [String]
+    var handshake: ByteBuffer
+    var rooms: [String]
     /// `socket.data` as a Socket.IO packet (JSON text plus one binary message per attachment),
     /// so binary values inside it arrive intact; see `ClusterValueEncoding`.
-    public var data: EncodedPacket
+    var data: EncodedPacket
 
-    public init(id: String, handshake: ByteBuffer, rooms: [String], data: EncodedPacket) {
+    init(id: String, handshake: ByteBuffer, rooms: [String], data: EncodedPacket) {
         self.id = id
         self.handshake = handshake
         self.rooms = rooms
@@ -65,9 +65,9 @@ public struct RemoteSocketRecord: Sendable, Hashable {
 }
 
 /// A cluster request is answered on the asker's own queue and matched by this id.
-public typealias ClusterRequestID = UInt64
+typealias ClusterRequestID = UInt64
 
-public enum ClusterPayload: Sendable, Hashable {
+enum ClusterPayload: Sendable, Hashable {
     /// `isInitial` asks every live node to answer with a heartbeat at once, so a node that
     /// just started learns the membership without waiting a whole interval.
     case heartbeat(isInitial: Bool)
@@ -122,7 +122,7 @@ public enum ClusterPayload: Sendable, Hashable {
     }
 
     /// Responses go to one node's queue; everything else is published to the namespace exchange.
-    public var isResponse: Bool {
+    var isResponse: Bool {
         switch self {
         case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck: return true
         default: return false
@@ -131,16 +131,16 @@ public enum ClusterPayload: Sendable, Hashable {
 }
 
 /// One message between nodes.
-public struct ClusterMessage: Sendable, Hashable {
+struct ClusterMessage: Sendable, Hashable {
     /// The node that published it (its unique id, not its display name).
-    public var origin: String
+    var origin: String
     /// Per-origin sequence number, increasing by one per published message. With `origin`
     /// it identifies a message, so a receiver drops copies re-sent after a broker outage.
-    public var sequence: UInt64
-    public var namespace: String
-    public var payload: ClusterPayload
+    var sequence: UInt64
+    var namespace: String
+    var payload: ClusterPayload
 
-    public init(origin: String, sequence: UInt64, namespace: String, payload: ClusterPayload) {
+    init(origin: String, sequence: UInt64, namespace: String, payload: ClusterPayload) {
         self.origin = origin
         self.sequence = sequence
         self.namespace = namespace
@@ -150,7 +150,7 @@ public struct ClusterMessage: Sendable, Hashable {
 
 /// Why a body could not be decoded. A peer running another format version, or a foreign
 /// publisher on our exchange; the message is dropped and counted, never fatal.
-public enum ClusterMessageDecodingError: Error, Sendable, Hashable {
+enum ClusterMessageDecodingError: Error, Sendable, Hashable {
     case unsupportedVersion(UInt8)
     case unknownType(UInt8)
     case truncated(field: String)
@@ -162,7 +162,7 @@ public enum ClusterMessageDecodingError: Error, Sendable, Hashable {
 
 /// Why a message could not be encoded: a field over the format's limits. The adapter drops
 /// that one message, counts it (`RabbitMQAdapterMetrics.encodingFailures`) and logs it.
-public enum ClusterMessageEncodingError: Error, Sendable, Hashable {
+enum ClusterMessageEncodingError: Error, Sendable, Hashable {
     /// A string field longer than 65,535 bytes of UTF-8.
     case stringTooLong(bytes: Int)
     /// More than 65,535 items where the format counts them in 16 bits (rooms, attachments,

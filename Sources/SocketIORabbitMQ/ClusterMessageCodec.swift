@@ -7,19 +7,19 @@ import NIOCore
 ///
 /// `str` is u16 length + UTF-8 (u32 for `blob`), lists are u16 count + items, an encoded
 /// packet is u16 count of Engine.IO messages, each u8 isBinary + u32 length + bytes.
-public enum ClusterMessageCodec {
+enum ClusterMessageCodec {
     /// 2: socket data as an encoded packet (binary values kept), restore claims.
     /// 3: recoverable packets delivered from the stream (`deliveredByOrigin`), no restore markers.
     /// 4: session records carry their state and incarnation (written ahead while connected).
-    public static let formatVersion: UInt8 = 4
+    static let formatVersion: UInt8 = 4
 
-    public static func encode(_ message: ClusterMessage, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(ClusterMessageEncodingError) -> ByteBuffer {
+    static func encode(_ message: ClusterMessage, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(ClusterMessageEncodingError) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 64 + estimatedBodySize(message.payload))
         try encode(message, into: &buffer)
         return buffer
     }
 
-    public static func encode(_ message: ClusterMessage, into buffer: inout ByteBuffer) throws(ClusterMessageEncodingError) {
+    static func encode(_ message: ClusterMessage, into buffer: inout ByteBuffer) throws(ClusterMessageEncodingError) {
         buffer.writeInteger(formatVersion)
         buffer.writeInteger(message.payload.typeCode)
         try buffer.writeShortString(message.origin)
@@ -84,7 +84,7 @@ public enum ClusterMessageCodec {
         }
     }
 
-    public static func decode(_ body: ByteBuffer) throws(ClusterMessageDecodingError) -> ClusterMessage {
+    static func decode(_ body: ByteBuffer) throws(ClusterMessageDecodingError) -> ClusterMessage {
         var buffer = body
         let version: UInt8 = try buffer.read("version")
         guard version == formatVersion else { throw .unsupportedVersion(version) }

@@ -1,14 +1,5 @@
 import DequeModule
 
-/// What to do when the outbox is full (the broker has been away long enough, or publishes
-/// are not being confirmed fast enough).
-public enum OutboxOverflowPolicy: Sendable, Hashable {
-    /// Keep the newest messages: a chat wants what was said last more than what was said first.
-    case dropOldest
-    /// Keep what is already queued and refuse the new message (callers see `rejected`).
-    case rejectNew
-}
-
 /// The ordered, bounded buffer of cluster messages that are not yet confirmed by the broker.
 ///
 /// A message stays here from `enqueue` until the broker confirms it, so a connection lost
@@ -19,14 +10,14 @@ public enum OutboxOverflowPolicy: Sendable, Hashable {
 /// A pure state machine: it never does I/O and never reads a clock. Publish numbers are the
 /// 1-based count of publishes on the current channel, which is what a confirm-mode channel
 /// uses as delivery tags.
-public struct ClusterOutbox<Item: Sendable>: Sendable {
-    public struct Entry: Sendable {
-        public let item: Item
+struct ClusterOutbox<Item: Sendable>: Sendable {
+    struct Entry: Sendable {
+        let item: Item
         /// When it was enqueued (caller's monotonic nanoseconds), for publish latency.
-        public let enqueuedAtNanoseconds: UInt64
+        let enqueuedAtNanoseconds: UInt64
     }
 
-    public enum EnqueueOutcome: Sendable {
+    enum EnqueueOutcome: Sendable {
         /// Connected: publish it now with this publish number.
         case publish(Item, publishNumber: UInt64)
         /// Not connected: held until `connectionRestored`.
@@ -37,36 +28,36 @@ public struct ClusterOutbox<Item: Sendable>: Sendable {
         case rejected
     }
 
-    public let capacity: Int
-    public let overflowPolicy: OutboxOverflowPolicy
+    let capacity: Int
+    let overflowPolicy: OutboxOverflowPolicy
 
     /// Published on the current channel, oldest first, waiting for a confirm.
     private var unconfirmed: Deque<(publishNumber: UInt64, entry: Entry)> = []
     /// Not published on the current channel yet, oldest first.
     private var waiting: Deque<Entry> = []
     private var lastPublishNumber: UInt64 = 0
-    public private(set) var isConnected: Bool = false
+    private(set) var isConnected: Bool = false
     /// Messages thrown away or refused because the outbox was full, since creation.
-    public private(set) var overflowCount: UInt64 = 0
+    private(set) var overflowCount: UInt64 = 0
 
-    public init(capacity: Int, overflowPolicy: OutboxOverflowPolicy) {
+    init(capacity: Int, overflowPolicy: OutboxOverflowPolicy) {
         // `RabbitMQAdapterOptions.validate` refuses 0 at start; here it counts as 1, not a trap.
         self.capacity = max(capacity, 1)
         self.overflowPolicy = overflowPolicy
     }
 
     /// Everything not yet confirmed: what a broker outage would have to carry over.
-    public var count: Int { unconfirmed.count + waiting.count }
-    public var unconfirmedCount: Int { unconfirmed.count }
+    var count: Int { unconfirmed.count + waiting.count }
+    var unconfirmedCount: Int { unconfirmed.count }
 
     /// When the oldest message not yet confirmed was enqueued (nil: the outbox is empty).
     /// Each deque is oldest first; a nacked message sits behind `waiting` until the adapter
     /// republishes (which puts it in front again), and meanwhile is not counted here.
-    public var oldestEnqueuedAtNanoseconds: UInt64? {
+    var oldestEnqueuedAtNanoseconds: UInt64? {
         [unconfirmed.first?.entry.enqueuedAtNanoseconds, waiting.first?.enqueuedAtNanoseconds].compactMap { $0 }.min()
     }
 
-    public mutating func enqueue(_ item: Item, nowNanoseconds: UInt64) -> EnqueueOutcome {
+    mutating func enqueue(_ item: Item, nowNanoseconds: UInt64) -> EnqueueOutcome {
         let entry = Entry(item: item, enqueuedAtNanoseconds: nowNanoseconds)
         var dropped: Item?
         if count >= capacity {
@@ -93,7 +84,7 @@ public struct ClusterOutbox<Item: Sendable>: Sendable {
 
     /// The broker confirmed `publishNumber` (and, if `multiple`, every earlier one).
     /// Returns the confirmed entries, oldest first.
-    public mutating func confirm(publishNumber: UInt64, multiple: Bool) -> [Entry] {
+    mutating func confirm(publishNumber: UInt64, multiple: Bool) -> [Entry] {
         var confirmed: [Entry] = []
         if multiple {
             while let first = unconfirmed.first, first.publishNumber <= publishNumber {
@@ -108,7 +99,7 @@ public struct ClusterOutbox<Item: Sendable>: Sendable {
     /// The broker refused a message (basic.nack): it is published again at the next
     /// `connectionRestored`. Ordering with later messages is lost for it, which a nack
     /// (an internal broker error) makes acceptable.
-    public mutating func reject(publishNumber: UInt64, multiple: Bool) {
+    mutating func reject(publishNumber: UInt64, multiple: Bool) {
         var rejected: [Entry] = []
         if multiple {
             while let first = unconfirmed.first, first.publishNumber <= publishNumber {
@@ -122,7 +113,7 @@ public struct ClusterOutbox<Item: Sendable>: Sendable {
 
     /// The channel is gone: nothing more will be confirmed on it. Unconfirmed messages go
     /// back in front of the waiting ones, keeping their order.
-    public mutating func connectionLost() {
+    mutating func connectionLost() {
         isConnected = false
         lastPublishNumber = 0
         let requeued = unconfirmed.map(\.entry)
@@ -133,7 +124,7 @@ public struct ClusterOutbox<Item: Sendable>: Sendable {
     /// A new confirm-mode channel is ready. Returns every held message, oldest first, with
     /// its publish number on the new channel; the caller publishes them in this order
     /// before anything newer (`enqueue` keeps new ones behind while any are waiting).
-    public mutating func connectionRestored() -> [(item: Item, publishNumber: UInt64)] {
+    mutating func connectionRestored() -> [(item: Item, publishNumber: UInt64)] {
         isConnected = true
         lastPublishNumber = 0
         var toPublish: [(item: Item, publishNumber: UInt64)] = []

@@ -4,8 +4,8 @@
 /// heartbeat) when it was sent. A node that dies meanwhile stops being waited for as soon as
 /// membership drops it, and in any case the deadline ends the wait: a dead node costs at
 /// most the request timeout. Pure: no clock, no I/O; the adapter runs the timers.
-public struct ClusterRequestTracker: Sendable {
-    public enum Kind: Sendable, Hashable {
+struct ClusterRequestTracker: Sendable {
+    enum Kind: Sendable, Hashable {
         case fetchSockets
         case serverSideEmit
         /// Broadcast with acks: counts and acks are forwarded as they come; the request
@@ -14,17 +14,17 @@ public struct ClusterRequestTracker: Sendable {
     }
 
     /// A finished fetch-sockets or server-side-emit request.
-    public struct Completion: Sendable {
-        public let request: ClusterRequestID
-        public let kind: Kind
-        public let sockets: [RemoteSocketRecord]
-        public let replies: [EncodedPacket]
+    struct Completion: Sendable {
+        let request: ClusterRequestID
+        let kind: Kind
+        let sockets: [RemoteSocketRecord]
+        let replies: [EncodedPacket]
         /// Nodes that were waited for and never answered (empty when complete).
-        public let unansweredNodes: Set<String>
-        public var isComplete: Bool { unansweredNodes.isEmpty }
+        let unansweredNodes: Set<String>
+        var isComplete: Bool { unansweredNodes.isEmpty }
     }
 
-    public enum ResponseOutcome: Sendable {
+    enum ResponseOutcome: Sendable {
         /// Not ours, already finished or timed out: drop it.
         case ignored
         /// Recorded; more answers are expected.
@@ -46,13 +46,13 @@ public struct ClusterRequestTracker: Sendable {
     private var pending: [ClusterRequestID: Pending] = [:]
     private var lastRequestID: ClusterRequestID = 0
 
-    public init() {}
+    init() {}
 
-    public var pendingCount: Int { pending.count }
+    var pendingCount: Int { pending.count }
 
     /// Registers a request and returns its id. With no node to wait for a fetch or emit is
     /// complete at once: `begin` then returns the completion too, and nothing stays pending.
-    public mutating func begin(
+    mutating func begin(
         _ kind: Kind, awaiting nodes: Set<String>, deadlineNanoseconds: UInt64
     ) -> (request: ClusterRequestID, immediateCompletion: Completion?) {
         lastRequestID += 1
@@ -65,7 +65,7 @@ public struct ClusterRequestTracker: Sendable {
     }
 
     /// An answer arrived from `node` on this node's queue.
-    public mutating func receive(_ payload: ClusterPayload, from node: String) -> ResponseOutcome {
+    mutating func receive(_ payload: ClusterPayload, from node: String) -> ResponseOutcome {
         switch payload {
         case .fetchSocketsResponse(let request, let sockets):
             guard var entry = pending[request], entry.kind == .fetchSockets, entry.awaiting.remove(node) != nil else { return .ignored }
@@ -89,7 +89,7 @@ public struct ClusterRequestTracker: Sendable {
 
     /// Membership dropped `node` (heartbeat timeout or adapter close): stop waiting for it.
     /// Returns the requests that were waiting only for it.
-    public mutating func nodeLeft(_ node: String) -> [Completion] {
+    mutating func nodeLeft(_ node: String) -> [Completion] {
         var completed: [Completion] = []
         for (request, var entry) in pending where entry.awaiting.contains(node) {
             entry.awaiting.remove(node)
@@ -105,14 +105,14 @@ public struct ClusterRequestTracker: Sendable {
 
     /// Ends every request whose deadline has passed, with what it has (partial results
     /// name the nodes that did not answer).
-    public mutating func expire(atNanoseconds now: UInt64) -> [Completion] {
+    mutating func expire(atNanoseconds now: UInt64) -> [Completion] {
         let due = pending.filter { $0.value.deadlineNanoseconds <= now }
         for request in due.keys { pending.removeValue(forKey: request) }
         return due.map { Self.completion(of: $0.value, request: $0.key) }.sorted { $0.request < $1.request }
     }
 
     /// The earliest deadline, for arming one timer instead of one per request.
-    public var nextDeadlineNanoseconds: UInt64? { pending.values.map(\.deadlineNanoseconds).min() }
+    var nextDeadlineNanoseconds: UInt64? { pending.values.map(\.deadlineNanoseconds).min() }
 
     private mutating func store(_ entry: Pending, for request: ClusterRequestID) -> ResponseOutcome {
         if entry.awaiting.isEmpty {

@@ -5,15 +5,15 @@ import SocketIO
 /// placeholders, then one binary message per attachment, and is put back together by the
 /// Socket.IO packet decoder on the other side. The packet is an event named "value" (an
 /// event's first argument must be its name).
-public enum ClusterValueEncoding {
+enum ClusterValueEncoding {
     static let eventName = "value"
 
-    public static func encode(_ value: JSONValue) -> EncodedPacket {
+    static func encode(_ value: JSONValue) -> EncodedPacket {
         EncodedPacket(messages: SocketIOPacketEncoder.encode(SocketIOPacket(type: .event, data: .array([.string(eventName), value]))))
     }
 
     /// `nil` when the packet is not one `encode` wrote.
-    public static func decode(_ packet: EncodedPacket) -> JSONValue? {
+    static func decode(_ packet: EncodedPacket) -> JSONValue? {
         guard let items = RabbitMQAdapter.decodePacket(packet)?.data?.arrayValue, items.count == 2,
               items[0] == .string(eventName) else { return nil }
         return items[1]

@@ -73,3 +73,12 @@ extension RabbitMQAdapterOptions {
         guard recoveryStreamMaxLengthBytes >= 1 else { throw RabbitMQOptionsError(option: "recoveryStreamMaxLengthBytes", expected: "at least 1") }
     }
 }
+
+/// What to do when the outbox is full (the broker has been away long enough, or publishes
+/// are not being confirmed fast enough).
+public enum OutboxOverflowPolicy: Sendable, Hashable {
+    /// Keep the newest messages: a chat wants what was said last more than what was said first.
+    case dropOldest
+    /// Keep what is already queued and refuse the new message (callers see `rejected`).
+    case rejectNew
+}

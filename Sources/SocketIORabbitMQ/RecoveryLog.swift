@@ -12,8 +12,8 @@ import DequeModule
 /// the whole window of the stream: with 100 at once none finished within a client's timeout.
 ///
 /// A plain value, tested without a broker.
-public struct RecoveryLog: Sendable {
-    public enum Decision: Sendable, Hashable {
+struct RecoveryLog: Sendable {
+    enum Decision: Sendable, Hashable {
         case restored(ClaimedSession, missedPackets: [StreamedPacket])
         /// A connected record of a node membership still counts alive: restorable only if that
         /// node is in fact gone (killed a moment ago; the adapter asks the broker). If it lives,
@@ -24,12 +24,12 @@ public struct RecoveryLog: Sendable {
         case unknown
     }
 
-    public let windowNanoseconds: UInt64
-    public let capacity: Int
+    let windowNanoseconds: UInt64
+    let capacity: Int
     /// Most payload bytes the logged packets may hold together.
-    public let byteBudget: Int
+    let byteBudget: Int
     /// When the live consumer started reading (monotonic nanoseconds).
-    public let startedAtNanoseconds: UInt64
+    let startedAtNanoseconds: UInt64
     private var packets: Deque<(packet: StreamedPacket, at: UInt64, bytes: Int)> = []
     private var loggedBytes = 0
     private var sessions: [String: LoggedSession] = [:]
@@ -41,7 +41,7 @@ public struct RecoveryLog: Sendable {
     /// How often a node re-writes the records of its connected sockets: a connected socket's
     /// latest record is at most this old while its node lives, so the log keeps such records
     /// for the window plus this, and needs that much history to say a session is unknown.
-    public let liveRecordRefreshNanoseconds: UInt64
+    let liveRecordRefreshNanoseconds: UInt64
 
     private struct LoggedSession: Sendable {
         var session: ClaimedSession
@@ -52,7 +52,7 @@ public struct RecoveryLog: Sendable {
         var ended: Set<String> = []
     }
 
-    public init(windowNanoseconds: UInt64, capacity: Int, byteBudget: Int = .max, startedAtNanoseconds: UInt64,
+    init(windowNanoseconds: UInt64, capacity: Int, byteBudget: Int = .max, startedAtNanoseconds: UInt64,
                 liveRecordRefreshNanoseconds: UInt64 = 0) {
         self.windowNanoseconds = windowNanoseconds
         self.liveRecordRefreshNanoseconds = liveRecordRefreshNanoseconds
@@ -61,10 +61,10 @@ public struct RecoveryLog: Sendable {
         self.startedAtNanoseconds = startedAtNanoseconds
     }
 
-    public var packetCount: Int { packets.count }
-    public var byteCount: Int { loggedBytes }
+    var packetCount: Int { packets.count }
+    var byteCount: Int { loggedBytes }
 
-    public mutating func packetRead(_ packet: StreamedPacket, atNanoseconds now: UInt64) {
+    mutating func packetRead(_ packet: StreamedPacket, atNanoseconds now: UInt64) {
         prune(now: now)
         let bytes = packet.packet.messages.reduce(0) { $0 + $1.payload.readableBytes }
         while let first = packets.first, packets.count >= capacity || loggedBytes + bytes > byteBudget {
@@ -76,7 +76,7 @@ public struct RecoveryLog: Sendable {
         loggedBytes += bytes
     }
 
-    public mutating func sessionRead(_ session: ClaimedSession, atNanoseconds now: UInt64) {
+    mutating func sessionRead(_ session: ClaimedSession, atNanoseconds now: UInt64) {
         prune(now: now)
         let record = session.record
         let known = sessions[record.privateId]
@@ -93,7 +93,7 @@ public struct RecoveryLog: Sendable {
     /// own restores (the client's last offset); the decision is returned then. `liveness` says
     /// whether a node is alive, or when it was last heard: a connected record of a node gone
     /// counts its disconnection from the node's last heartbeat.
-    public mutating func claimRead(privateId: String, offset: String?, atNanoseconds now: UInt64,
+    mutating func claimRead(privateId: String, offset: String?, atNanoseconds now: UInt64,
                                    liveness: (String) -> ClusterMembership.Liveness = { _ in .alive }) -> Decision? {
         prune(now: now)
         let entry = sessions[privateId]

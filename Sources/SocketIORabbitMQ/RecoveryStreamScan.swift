@@ -1,33 +1,33 @@
 /// Where a message sits in the recovery stream: the stream offset of the AMQP message, and
 /// the message's index inside it (several cluster messages may ride in one AMQP message).
 /// Every node reads the stream in this order.
-public struct StreamPosition: Sendable, Hashable, Comparable {
-    public var offset: Int64
-    public var index: Int
+struct StreamPosition: Sendable, Hashable, Comparable {
+    var offset: Int64
+    var index: Int
 
-    public init(offset: Int64, index: Int = 0) {
+    init(offset: Int64, index: Int = 0) {
         self.offset = offset
         self.index = index
     }
 
-    public static func < (lhs: Self, rhs: Self) -> Bool {
+    static func < (lhs: Self, rhs: Self) -> Bool {
         (lhs.offset, lhs.index) < (rhs.offset, rhs.index)
     }
 }
 
 /// A recoverable packet as read from the recovery stream.
-public struct StreamedPacket: Sendable, Hashable {
-    public var position: StreamPosition
-    public var origin: String
-    public var sequence: UInt64
+struct StreamedPacket: Sendable, Hashable {
+    var position: StreamPosition
+    var origin: String
+    var sequence: UInt64
     /// The Socket.IO offset appended to the packet (what a client sends back).
-    public var offset: String
-    public var selection: ClusterSocketSelection
-    public var packet: EncodedPacket
+    var offset: String
+    var selection: ClusterSocketSelection
+    var packet: EncodedPacket
     /// The origin delivered it to its own clients at once, because the broker was away.
-    public var deliveredByOrigin: Bool
+    var deliveredByOrigin: Bool
 
-    public init(position: StreamPosition, origin: String, sequence: UInt64, offset: String, selection: ClusterSocketSelection,
+    init(position: StreamPosition, origin: String, sequence: UInt64, offset: String, selection: ClusterSocketSelection,
                 packet: EncodedPacket, deliveredByOrigin: Bool = false) {
         self.position = position
         self.origin = origin
@@ -40,23 +40,23 @@ public struct StreamedPacket: Sendable, Hashable {
 }
 
 /// The session a restore found, and what its client had for sure.
-public struct ClaimedSession: Sendable, Hashable {
-    public var record: SessionRecord
+struct ClaimedSession: Sendable, Hashable {
+    var record: SessionRecord
     /// The node that wrote the record (the one the client was connected to), and the record's
     /// sequence there.
-    public var origin: String
-    public var sequence: UInt64
+    var origin: String
+    var sequence: UInt64
 
-    public init(record: SessionRecord, origin: String, sequence: UInt64) {
+    init(record: SessionRecord, origin: String, sequence: UInt64) {
         self.record = record
         self.origin = origin
         self.sequence = sequence
     }
 
     /// The session's rooms and its own id (`socket.emit` with recovery on targets it).
-    public var rooms: Set<String> { Set(record.rooms).union([record.socketId]) }
+    var rooms: Set<String> { Set(record.rooms).union([record.socketId]) }
 
-    public func reaches(_ packet: StreamedPacket) -> Bool {
+    func reaches(_ packet: StreamedPacket) -> Bool {
         let rooms = self.rooms
         if !rooms.isDisjoint(with: packet.selection.exceptRooms) { return false }
         return packet.selection.rooms.isEmpty || !rooms.isDisjoint(with: packet.selection.rooms)
@@ -65,7 +65,7 @@ public struct ClaimedSession: Sendable, Hashable {
     /// A packet its node delivered at once during a broker outage, before it recorded the
     /// session: the client got it then, without an offset, so it is not missed.
     /// A connected record's client was there for all of them until its node stopped.
-    public func receivedEarly(_ packet: StreamedPacket) -> Bool {
+    func receivedEarly(_ packet: StreamedPacket) -> Bool {
         packet.deliveredByOrigin && packet.origin == origin && (record.state == .connected || packet.sequence < sequence)
     }
 }
@@ -82,14 +82,14 @@ public struct ClaimedSession: Sendable, Hashable {
 /// the stream orders all claims. Of the claims that follow the session's latest record, only
 /// the first restores; a later one (the same client reconnecting to two nodes at once, or a
 /// replayed offset) sees the earlier claim and is refused, on whichever node it runs.
-public struct RecoveryStreamScan: Sendable {
-    public enum Outcome: Sendable, Hashable {
+struct RecoveryStreamScan: Sendable {
+    enum Outcome: Sendable, Hashable {
         /// The session and the packets it missed up to the claim, in stream order.
         case restored(ClaimedSession, claimedAt: StreamPosition, missedPackets: [StreamedPacket])
         case refused(Refusal)
     }
 
-    public enum Refusal: Sendable, Hashable {
+    enum Refusal: Sendable, Hashable {
         /// No record of the session in the stream's window.
         case unknownSession
         /// Another restore claimed the session first.
@@ -100,9 +100,9 @@ public struct RecoveryStreamScan: Sendable {
         case expired
     }
 
-    public let privateId: String
-    public let offset: String
-    public let claimId: String
+    let privateId: String
+    let offset: String
+    let claimId: String
     private var session: ClaimedSession?
     private var claimedByOther = false
     private var endedIncarnations: Set<String> = []
@@ -112,7 +112,7 @@ public struct RecoveryStreamScan: Sendable {
     private var copies = ClusterDuplicateFilter()
     private var afterOffset: [StreamedPacket] = []
 
-    public init(privateId: String, offset: String, claimId: String) {
+    init(privateId: String, offset: String, claimId: String) {
         self.privateId = privateId
         self.offset = offset
         self.claimId = claimId
@@ -120,7 +120,7 @@ public struct RecoveryStreamScan: Sendable {
 
     /// Feeds the next stream message. Returns the outcome at this restore's own claim, nil
     /// before it (keep reading).
-    public mutating func read(_ message: ClusterMessage, at position: StreamPosition) -> Outcome? {
+    mutating func read(_ message: ClusterMessage, at position: StreamPosition) -> Outcome? {
         switch message.payload {
         case .sessionRecord(let record) where record.privateId == privateId:
             // A record of an incarnation a claim ended is stale (its old node saw the disconnect

@@ -11,33 +11,33 @@
 /// Until the session is known the hold keeps every packet; once it is (`sessionFound`) the
 /// socket gets no live packet directly (the adapter leaves it out of the recipients), and
 /// `release` hands the held packets over on the socket's loop, in the task that connects it.
-public struct RestoreHold: Sendable {
-    public let capacity: Int
+struct RestoreHold: Sendable {
+    let capacity: Int
     /// When the hold began (an abandoned hold is dropped after a while).
-    public let startedAtNanoseconds: UInt64
-    public private(set) var session: ClaimedSession?
-    public private(set) var claimPosition: StreamPosition?
-    public private(set) var held: [StreamedPacket] = []
+    let startedAtNanoseconds: UInt64
+    private(set) var session: ClaimedSession?
+    private(set) var claimPosition: StreamPosition?
+    private(set) var held: [StreamedPacket] = []
     /// Packets dropped because `capacity` was reached (reported when released).
-    public private(set) var overflow = 0
+    private(set) var overflow = 0
 
-    public init(capacity: Int, startedAtNanoseconds: UInt64 = 0) {
+    init(capacity: Int, startedAtNanoseconds: UInt64 = 0) {
         self.capacity = capacity
         self.startedAtNanoseconds = startedAtNanoseconds
     }
 
     /// The restoring socket, once the scan found its session.
-    public var socketId: String? { session?.record.socketId }
+    var socketId: String? { session?.record.socketId }
 
     /// The scan reached the claim: the replay ends at `position`.
-    public mutating func sessionFound(_ session: ClaimedSession, claimedAt position: StreamPosition) {
+    mutating func sessionFound(_ session: ClaimedSession, claimedAt position: StreamPosition) {
         self.session = session
         self.claimPosition = position
         held.removeAll { $0.position <= position || !session.reaches($0) }
     }
 
     /// A recoverable packet from the stream is being delivered on this node now.
-    public mutating func delivered(_ packet: StreamedPacket) {
+    mutating func delivered(_ packet: StreamedPacket) {
         if let session, let claimPosition, packet.position <= claimPosition || !session.reaches(packet) { return }
         guard held.count < capacity else {
             overflow += 1
@@ -47,7 +47,7 @@ public struct RestoreHold: Sendable {
     }
 
     /// The packets after the claim that reach the session, in stream order.
-    public func release() -> [StreamedPacket] {
+    func release() -> [StreamedPacket] {
         guard let session, let claimPosition else { return [] }
         return held.filter { $0.position > claimPosition && session.reaches($0) && !session.receivedEarly($0) }
     }

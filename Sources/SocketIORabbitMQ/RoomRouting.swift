@@ -6,14 +6,14 @@
 /// first as the routing key, the rest in the `CC` header: RabbitMQ puts one copy in a queue
 /// however many of its bindings match). A direct exchange looks routing keys up by hash, so
 /// thousands of bindings cost nothing per message (a headers exchange would test each).
-public enum RoomRoutingKeys {
+enum RoomRoutingKeys {
     /// Every node binds this key: requests, heartbeats and broadcasts to the whole namespace.
-    public static let everyNode = "all"
+    static let everyNode = "all"
 
-    public static func key(forRoom room: String) -> String { "r." + room }
+    static func key(forRoom room: String) -> String { "r." + room }
 
     /// The routing keys a broadcast is published with. Empty rooms means the whole namespace.
-    public static func keys(forBroadcastTo rooms: [String], roomAware: Bool) -> [String] {
+    static func keys(forBroadcastTo rooms: [String], roomAware: Bool) -> [String] {
         guard roomAware, !rooms.isEmpty else { return [everyNode] }
         var seen = Set<String>()
         return rooms.compactMap { seen.insert($0).inserted ? key(forRoom: $0) : nil }
@@ -28,16 +28,16 @@ public enum RoomRoutingKeys {
 /// A join is complete (`operationToAwait` is nil) once the operation that bound its room has
 /// finished: from then on a broadcast to the room published by any node lands in this
 /// node's queue.
-public struct RoomBindingTracker: Sendable {
-    public enum Change: Sendable, Hashable {
+struct RoomBindingTracker: Sendable {
+    enum Change: Sendable, Hashable {
         case bind(routingKey: String)
         case unbind(routingKey: String)
     }
 
     /// One binding change for the broker. `number` increases by one per operation.
-    public struct Operation: Sendable, Hashable {
-        public var number: UInt64
-        public var change: Change
+    struct Operation: Sendable, Hashable {
+        var number: UInt64
+        var change: Change
     }
 
     /// Socket ids rather than counts: a socket joining a room twice (its own join racing a
@@ -47,12 +47,12 @@ public struct RoomBindingTracker: Sendable {
     private var bindingOperation: [String: UInt64] = [:]
     private var lastOperation: UInt64 = 0
     /// Every operation up to this one has finished (they finish in order).
-    public private(set) var finishedThrough: UInt64 = 0
+    private(set) var finishedThrough: UInt64 = 0
 
-    public init() {}
+    init() {}
 
     /// A local socket joined `room`. Returns the bind for the room's first local member.
-    public mutating func socketJoined(_ socketId: String, room: String) -> Operation? {
+    mutating func socketJoined(_ socketId: String, room: String) -> Operation? {
         let inserted = members[room, default: []].insert(socketId).inserted
         guard inserted, members[room]?.count == 1 else { return nil }
         let operation = nextOperation(.bind(routingKey: RoomRoutingKeys.key(forRoom: room)))
@@ -61,7 +61,7 @@ public struct RoomBindingTracker: Sendable {
     }
 
     /// A local socket left `room` (or disconnected). Returns the unbind for its last member.
-    public mutating func socketLeft(_ socketId: String, room: String) -> Operation? {
+    mutating func socketLeft(_ socketId: String, room: String) -> Operation? {
         guard members[room]?.remove(socketId) != nil else { return nil }
         guard members[room]?.isEmpty == true else { return nil }
         members.removeValue(forKey: room)
@@ -71,7 +71,7 @@ public struct RoomBindingTracker: Sendable {
 
     /// The operation whose end makes `rooms` routed to this node, or nil if they already are
     /// (or no longer have local members, so there is nothing to wait for).
-    public func operationToAwait(rooms: Set<String>) -> UInt64? {
+    func operationToAwait(rooms: Set<String>) -> UInt64? {
         var awaited: UInt64?
         for room in rooms {
             guard let number = bindingOperation[room], number > finishedThrough else { continue }
@@ -83,12 +83,12 @@ public struct RoomBindingTracker: Sendable {
     /// The broker answered operation `number` (or it failed: the binding is then re-made by
     /// `rebindAll` when the connection recovers, and waiting longer would hang joins while
     /// the broker is away).
-    public mutating func finished(_ number: UInt64) {
+    mutating func finished(_ number: UInt64) {
         finishedThrough = max(finishedThrough, number)
     }
 
     /// Binds for every room with members, after the broker connection recovered.
-    public mutating func rebindAll() -> [Operation] {
+    mutating func rebindAll() -> [Operation] {
         members.keys.sorted().map { room in
             let operation = nextOperation(.bind(routingKey: RoomRoutingKeys.key(forRoom: room)))
             bindingOperation[room] = operation.number
@@ -97,13 +97,13 @@ public struct RoomBindingTracker: Sendable {
     }
 
     /// Every binding this node needs, for re-declaring topology after a broker restart.
-    public var boundRoutingKeys: [String] {
+    var boundRoutingKeys: [String] {
         [RoomRoutingKeys.everyNode] + members.keys.sorted().map(RoomRoutingKeys.key(forRoom:))
     }
 
-    public var roomCount: Int { members.count }
+    var roomCount: Int { members.count }
 
-    public func localMembers(of room: String) -> Set<String> { members[room] ?? [] }
+    func localMembers(of room: String) -> Set<String> { members[room] ?? [] }
 
     private mutating func nextOperation(_ change: Change) -> Operation {
         lastOperation += 1

@@ -9,23 +9,23 @@ import DequeModule
 /// socket per flush, which the publisher carries many to an AMQP message. Records are also
 /// re-written every `refreshNanoseconds`, oldest first, so the stream's window always holds a
 /// recent one for every connected socket, however long it has been connected.
-public struct SessionJournal: Sendable {
-    public struct Entry: Sendable, Hashable {
-        public var privateId: String
-        public var socketId: String
-        public var incarnation: String
+struct SessionJournal: Sendable {
+    struct Entry: Sendable, Hashable {
+        var privateId: String
+        var socketId: String
+        var incarnation: String
         /// Without the socket's own id (a restore adds it back).
-        public var rooms: Set<String>
-        public var data: EncodedPacket
+        var rooms: Set<String>
+        var data: EncodedPacket
         /// A record of this incarnation is in the stream (or on its way): its end must be written too.
-        public var written = false
-        public var lastWrittenAt: UInt64 = 0
-        public var isDirty = false
+        var written = false
+        var lastWrittenAt: UInt64 = 0
+        var isDirty = false
         /// The socket left its rooms on the way out: only its last record is still to come.
-        public var isStopping = false
+        var isStopping = false
     }
 
-    public let refreshNanoseconds: UInt64
+    let refreshNanoseconds: UInt64
     private var entries: [String: Entry] = [:]
     /// Sockets whose changes are not written yet, in order of their first change.
     private var dirty: [String] = []
@@ -33,17 +33,17 @@ public struct SessionJournal: Sendable {
     private var writeOrder = Deque<(socketId: String, at: UInt64)>()
     private var incarnations: UInt64 = 0
 
-    public init(refreshNanoseconds: UInt64) {
+    init(refreshNanoseconds: UInt64) {
         self.refreshNanoseconds = max(refreshNanoseconds, 1)
     }
 
-    public var count: Int { entries.count }
-    public var hasUnwrittenChanges: Bool { !dirty.isEmpty }
-    public func entry(socketId: String) -> Entry? { entries[socketId] }
+    var count: Int { entries.count }
+    var hasUnwrittenChanges: Bool { !dirty.isEmpty }
+    func entry(socketId: String) -> Entry? { entries[socketId] }
 
     /// A socket of this node connected (new or restored). Returns true when nothing was
     /// waiting to be written before: the caller arms the flush.
-    public mutating func started(socketId: String, privateId: String, rooms: Set<String>, data: EncodedPacket, nodeID: String) -> Bool {
+    mutating func started(socketId: String, privateId: String, rooms: Set<String>, data: EncodedPacket, nodeID: String) -> Bool {
         incarnations &+= 1
         let entry = Entry(privateId: privateId, socketId: socketId, incarnation: "\(nodeID)-\(String(incarnations, radix: 36))",
                           rooms: rooms.subtracting([socketId]), data: data)
@@ -52,7 +52,7 @@ public struct SessionJournal: Sendable {
     }
 
     /// Rooms joined or left. Returns true when the caller must arm the flush.
-    public mutating func roomsChanged(socketId: String, joined: Set<String> = [], left: Set<String> = []) -> Bool {
+    mutating func roomsChanged(socketId: String, joined: Set<String> = [], left: Set<String> = []) -> Bool {
         guard var entry = entries[socketId], !entry.isStopping else { return false }
         let before = entry.rooms
         entry.rooms.formUnion(joined.subtracting([socketId]))
@@ -62,7 +62,7 @@ public struct SessionJournal: Sendable {
         return markDirty(socketId)
     }
 
-    public mutating func dataChanged(socketId: String, data: EncodedPacket) -> Bool {
+    mutating func dataChanged(socketId: String, data: EncodedPacket) -> Bool {
         guard var entry = entries[socketId], !entry.isStopping, entry.data != data else { return false }
         entry.data = data
         entries[socketId] = entry
@@ -71,20 +71,20 @@ public struct SessionJournal: Sendable {
 
     /// The socket left all its rooms on its way out: no more connected records for it; its
     /// last record comes with `ended`.
-    public mutating func stopping(socketId: String) {
+    mutating func stopping(socketId: String) {
         entries[socketId]?.isStopping = true
     }
 
     /// The socket is gone: its entry, for the last record (`written` says whether the stream
     /// heard of it at all); nil if it was not tracked.
-    public mutating func ended(socketId: String) -> Entry? {
+    mutating func ended(socketId: String) -> Entry? {
         guard let entry = entries.removeValue(forKey: socketId) else { return nil }
         return entry
     }
 
     /// The records to write now: every socket changed since the last flush, and those whose
     /// last record is `refreshNanoseconds` old. Each is written at most once per call.
-    public mutating func due(now: UInt64) -> [SessionRecord] {
+    mutating func due(now: UInt64) -> [SessionRecord] {
         var records: [SessionRecord] = []
         let changed = dirty
         dirty.removeAll(keepingCapacity: true)
@@ -115,7 +115,7 @@ public struct SessionJournal: Sendable {
         return record(entry, state: .connected)
     }
 
-    public func record(_ entry: Entry, state: SessionRecord.State) -> SessionRecord {
+    func record(_ entry: Entry, state: SessionRecord.State) -> SessionRecord {
         SessionRecord(privateId: entry.privateId, socketId: entry.socketId, rooms: entry.rooms.sorted(), data: entry.data,
                       state: state, incarnation: entry.incarnation)
     }

@@ -6,8 +6,8 @@
 /// the disconnect. When the socket loses its connection the node writes a last record
 /// (`.disconnected`, restorable for `maxDisconnectionDuration` from then) or, for an end that
 /// must not be recovered (the client left on purpose), `.closed`.
-public struct SessionRecord: Sendable, Hashable {
-    public enum State: UInt8, Sendable, Hashable {
+struct SessionRecord: Sendable, Hashable {
+    enum State: UInt8, Sendable, Hashable {
         /// Written while the socket is connected. Restorable only once its node is gone (the
         /// node's last heartbeat counts as the disconnect); while the node lives and holds the
         /// socket, a claim is refused, as socket.io refuses a session it has not seen disconnect.
@@ -18,19 +18,19 @@ public struct SessionRecord: Sendable, Hashable {
         case closed = 2
     }
 
-    public var privateId: String
-    public var socketId: String
-    public var rooms: [String]
+    var privateId: String
+    var socketId: String
+    var rooms: [String]
     /// `socket.data` as a Socket.IO packet, binary values included (`ClusterValueEncoding`).
-    public var data: EncodedPacket
-    public var state: State
+    var data: EncodedPacket
+    var state: State
     /// One socket's life on one node (`<nodeID>-<counter>`). A restore's claim ends it: later
     /// records of the same incarnation (its old node, cut off from the broker rather than dead,
     /// flushing them late) are stale everywhere, while the restored socket's records, a new
     /// incarnation, start a new round of claims. Empty: every record starts a new round.
-    public var incarnation: String
+    var incarnation: String
 
-    public init(privateId: String, socketId: String, rooms: [String], data: EncodedPacket,
+    init(privateId: String, socketId: String, rooms: [String], data: EncodedPacket,
                 state: State = .disconnected, incarnation: String = "") {
         self.privateId = privateId
         self.socketId = socketId
