@@ -14,7 +14,7 @@ import Darwin
 #endif
 
 /// `sio-cluster-node`: one Socket.IO node clustered over RabbitMQ, with the handlers the
-/// multi-node tests in tests/cluster use. Prints `listening on http://127.0.0.1:PORT` once
+/// multi-node tests in pytests/cluster use. Prints `listening on http://127.0.0.1:PORT` once
 /// it accepts connections and stops cleanly on SIGTERM/SIGINT.
 @main
 struct ClusterNodeCommand: AsyncParsableCommand {

@@ -2,7 +2,7 @@ import NIOCore
 import SocketIO
 import SocketIORabbitMQ
 
-/// The events the python cluster tests (tests/cluster) drive a node with. Every answer goes
+/// The events the python cluster tests (pytests/cluster) drive a node with. Every answer goes
 /// back as an ack so the tests can wait on it.
 func installClusterTestHandlers(on io: SocketIOServer, nodeName: String, cluster: RabbitMQCluster) {
     let namespace = io.sockets

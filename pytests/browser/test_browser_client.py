@@ -1,6 +1,6 @@
 """The official Socket.IO JS client (4.8.1) in headless Chromium against the real server.
 
-A small page (tests/browser/page/) plus vendor/socket.io.min.js (fetched by scripts/js-client)
+A small page (pytests/browser/page/) plus vendor/socket.io.min.js (fetched by scripts/js-client)
 is served from a python http.server on its own loopback port, so the page talks to the
 server cross-origin, as a real deployment behind another origin would. The page records what
 happened in window.results; the test reads it and triggers a room broadcast from python.

@@ -13,9 +13,9 @@ from interop.clientkit import wait_until  # noqa: F401 (the tests import it from
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NODE_BIN = os.environ.get("CLUSTER_NODE_BIN", os.path.join(REPO, ".build", "debug", "sio-cluster-node"))
-# A private broker node (tests/cluster/test-broker) so that restarting it never disturbs
+# A private broker node (pytests/cluster/test-broker) so that restarting it never disturbs
 # the shared broker other suites use.
-TEST_BROKER = os.path.join(REPO, "tests", "cluster", "test-broker")
+TEST_BROKER = os.path.join(REPO, "pytests", "cluster", "test-broker")
 AMQP_URL = os.environ.get("CLUSTER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5673")
 LOG_DIR = os.environ.get("CLUSTER_LOG_DIR", "/tmp/sio-cluster-test-logs")
 os.makedirs(LOG_DIR, exist_ok=True)

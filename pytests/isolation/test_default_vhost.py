@@ -1,7 +1,7 @@
 """Tests never write into the broker's default vhost `/`, which is the chat's own.
 
 After `scripts/test`, a fresh `scripts/cluster` must look like a first run: only #general,
-no messages. scripts/test (and tests/conftest.py for a plain pytest) give the session a
+no messages. scripts/test (and pytests/conftest.py for a plain pytest) give the session a
 vhost of its own; these tests prove a chat node started by a test lands there.
 """
 
