@@ -6,7 +6,7 @@
 #                      [--only "connect-storm recover-storm crash-storm"]
 #
 # For each scenario: fresh vhost, three `chat --adapter rabbitmq` nodes from DIR on 127.0.0.1:3410-3412,
-# and sio-bench (from this checkout's debug build, which has crash-storm) against them:
+# and sio-bench (this checkout's debug build, or $SIO_BENCH: scripts/bench passes its release one) against them:
 #   connect-storm  N clients connect to node a: CPU of all three nodes per connection, cluster
 #                  messages and AMQP messages appended to the recovery stream per connection
 #   recover-storm  M clients of node a drop and come back to node a (the single-node recover storm)
@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$bin" ] && [ -n "$label" ] || { echo "--bin and --label are required" >&2; exit 2; }
-bench="$root/.build/debug/sio-bench"
+bench="${SIO_BENCH:-$root/.build/debug/sio-bench}"
 [ -x "$bench" ] || { echo "build sio-bench first: swift build --product sio-bench" >&2; exit 1; }
 work="$root/.tmp/bench/crash"
 mkdir -p "$work"
