@@ -142,12 +142,9 @@ final class ChatService: Sendable {
             id: Self.makeMessageId(), text: text, date: ChatClock.isoString(Date()), name: profile.name, room: profile.room
         )
         history.append(message)
-        do {
-            try io.to(profile.room).emit("message", encoding: message)
-        } catch {
-            logger.error("could not encode a chat message", metadata: ["error": "\(error)"])
-            return
-        }
+        // Built as a JSONValue directly and encoded once by the broadcast: no Codable round
+        // trip (JSONEncoder, then parsing its text) per message.
+        io.to(profile.room).emit("message", [message.json])
         metrics.messagesBroadcast.increment()
         ack?(["ok": true, "id": .string(message.id), "date": .string(message.date)])
     }
