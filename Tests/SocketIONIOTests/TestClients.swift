@@ -238,6 +238,15 @@ final class TestWebSocket: Sendable {
         }
     }
 
+    /// The next event that is not an Engine.IO ping; pings met on the way are answered.
+    func nextAnsweringPings(timeout: Double = 3) async throws -> Event {
+        while true {
+            let event = try await next(timeout: timeout)
+            guard event == .text("2") else { return event }
+            try await send(text: "3")
+        }
+    }
+
     func nextText(timeout: Double = 3) async throws -> String? {
         if case .text(let text) = try await next(timeout: timeout) { return text }
         return nil
