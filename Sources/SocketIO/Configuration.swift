@@ -57,8 +57,22 @@ public struct SocketIOServerConfiguration: Sendable {
 }
 
 /// What the client sent when it connected: socket.io's `socket.handshake`.
+///
+/// Every socket keeps one, for its whole life: so the headers stay the Engine.IO request's
+/// own list (shared, not copied) and the dictionary and the date string are built when read,
+/// not once per connection (they were ~0.4 KB of every idle connection's heap).
 public struct SocketIOHandshake: Sendable, Hashable {
-    public var headers: [String: String]
+    /// Header names lower-cased, repeated headers joined with ", " (as Node's `req.headers`).
+    /// Built on each read from the request's list; assigning replaces it.
+    public var headers: [String: String] {
+        get {
+            switch headerStorage {
+            case .joined(let headers): headers
+            case .request(let list): Self.joinedHeaders(list)
+            }
+        }
+        set { headerStorage = .joined(newValue) }
+    }
     public var query: [String: String]
     /// The CONNECT payload (`{}` when the client sent none).
     public var auth: JSONValue
@@ -67,37 +81,63 @@ public struct SocketIOHandshake: Sendable, Hashable {
     public var url: String
     /// Milliseconds since 1970 when the Engine.IO session was opened.
     public var issued: Int64
-    /// `issued` as a human readable date string.
-    public var time: String
+    /// `issued` as a human readable date string (built when read unless one was given).
+    public var time: String {
+        get { timeGiven ?? Self.httpDate(secondsSince1970: Self.floorDivide(issued, by: 1000)) }
+        set { timeGiven = newValue }
+    }
+
+    private enum HeaderStorage: Sendable {
+        case joined([String: String])
+        /// The Engine.IO request's headers, as it keeps them for the session.
+        case request([(name: String, value: String)])
+    }
+
+    private var headerStorage: HeaderStorage
+    private var timeGiven: String?
 
     public init(headers: [String: String], query: [String: String], auth: JSONValue, address: String, secure: Bool, url: String, issued: Int64, time: String) {
-        self.headers = headers
+        self.headerStorage = .joined(headers)
         self.query = query
         self.auth = auth
         self.address = address
         self.secure = secure
         self.url = url
         self.issued = issued
-        self.time = time
+        self.timeGiven = time
     }
 
+    /// The handshake of a socket opened over `request`: its header list is shared with the
+    /// Engine.IO session, not copied.
     init(engine request: EngineHandshakeRequest, auth: JSONValue) {
-        self.init(engine: request, headers: Self.joinedHeaders(request.headers), auth: auth)
+        self.headerStorage = .request(request.headers)
+        self.query = request.query
+        self.auth = auth
+        self.address = request.remoteAddress ?? ""
+        self.secure = request.isSecure
+        self.url = request.uri
+        self.issued = Int64(request.issuedAt * 1000)
+        self.timeGiven = nil
     }
 
-    /// `headers`: `joinedHeaders(request.headers)`, computed once per connection by the
-    /// caller (a connection may CONNECT to many namespaces).
-    init(engine request: EngineHandshakeRequest, headers: [String: String], auth: JSONValue) {
-        self.init(
-            headers: headers,
-            query: request.query,
-            auth: auth,
-            address: request.remoteAddress ?? "",
-            secure: request.isSecure,
-            url: request.uri,
-            issued: Int64(request.issuedAt * 1000),
-            time: Self.httpDate(secondsSince1970: Int64(request.issuedAt))
-        )
+    public static func == (lhs: SocketIOHandshake, rhs: SocketIOHandshake) -> Bool {
+        lhs.headers == rhs.headers && lhs.query == rhs.query && lhs.auth == rhs.auth && lhs.address == rhs.address
+            && lhs.secure == rhs.secure && lhs.url == rhs.url && lhs.issued == rhs.issued && lhs.time == rhs.time
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(headers)
+        hasher.combine(query)
+        hasher.combine(auth)
+        hasher.combine(address)
+        hasher.combine(secure)
+        hasher.combine(url)
+        hasher.combine(issued)
+        hasher.combine(time)
+    }
+
+    private static func floorDivide(_ value: Int64, by divisor: Int64) -> Int64 {
+        value >= 0 ? value / divisor : -((-(value + 1)) / divisor) - 1
     }
 
     /// Header names lower-cased; repeated headers joined with ", " as Node.js does. Linear in

@@ -128,9 +128,6 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
     private var connecting: Set<String> = []
     private var connectTimer: Scheduled<Void>?
     private(set) var isClosed = false
-    /// The handshake request's headers as `SocketIOHandshake` shows them, built once per
-    /// connection rather than once per namespace CONNECT.
-    let handshakeHeaders: [String: String]
     /// The client address of the handshake request: the peer's, or the one a trusted proxy
     /// reported (`EngineHandshakeRequest.clientAddress`); `""` when unknown.
     let handshakeAddress: String
@@ -140,7 +137,6 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
         self.connection = connection
         self.eventLoop = connection.eventLoop
         let request = connection.handshake
-        self.handshakeHeaders = SocketIOHandshake.joinedHeaders(request.headers)
         self.handshakeAddress = request.clientAddress ?? request.remoteAddress ?? ""
         self.decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
         LiveObjects.socketIOClients.created()

@@ -72,7 +72,7 @@ public final class SocketIOSocket: @unchecked Sendable {
     init(namespace: SocketIONamespace, client: SocketIOClient, auth: JSONValue, restored: RestoredSession?) {
         self.namespace = namespace
         self.client = client
-        self.handshake = SocketIOHandshake(engine: client.connection.handshake, headers: client.handshakeHeaders, auth: auth)
+        self.handshake = SocketIOHandshake(engine: client.connection.handshake, auth: auth)
         if let restored {
             self.id = restored.session.socketId
             self.privateId = restored.session.privateId

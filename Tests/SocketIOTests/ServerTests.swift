@@ -236,6 +236,31 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(SocketIOHandshake(jsonValue: value.jsonValue), value)
     }
 
+    /// The socket's handshake keeps the Engine.IO request's header list and builds the
+    /// dictionary and date when read: it must still compare, hash and assign like the
+    /// stored values it replaced.
+    func testHandshakeBuiltFromTheRequestEqualsOneBuiltFromValues() async throws {
+        let io = SocketIOServer()
+        let handshake = NIOLockedValueBox<SocketIOHandshake?>(nil)
+        io.onConnection { socket in handshake.withLockedValue { $0 = socket.handshake } }
+        let connection = try await io.openFakeConnection(headers: [("User-Agent", "test"), ("X-A", "1"), ("x-a", "2")])
+        try await connection.receive("0")
+        _ = try await connection.nextText()
+        var fromRequest = try XCTUnwrap(handshake.withLockedValue { $0 })
+        let fromValues = SocketIOHandshake(
+            headers: ["user-agent": "test", "x-a": "1, 2"], query: fromRequest.query, auth: fromRequest.auth,
+            address: fromRequest.address, secure: fromRequest.secure, url: fromRequest.url, issued: fromRequest.issued,
+            time: "Tue, 14 Nov 2023 22:13:20 GMT"
+        )
+        XCTAssertEqual(fromRequest, fromValues)
+        XCTAssertEqual(Set([fromRequest, fromValues]).count, 1)
+        fromRequest.headers["x-b"] = "3"
+        XCTAssertEqual(fromRequest.headers, ["user-agent": "test", "x-a": "1, 2", "x-b": "3"])
+        XCTAssertNotEqual(fromRequest, fromValues)
+        fromRequest.time = "then"
+        XCTAssertEqual(fromRequest.time, "then")
+    }
+
     func testTypedHandlersAndData() async throws {
         struct Move: Codable, Sendable { var x: Int; var y: Int }
         let io = SocketIOServer()
