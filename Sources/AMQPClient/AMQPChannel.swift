@@ -111,8 +111,13 @@ public final class AMQPChannel: Sendable {
     /// `.publishNacked`, `.unroutable` (mandatory and no queue) or `.connectionLost` (outcome unknown);
     /// many publishes may be in flight at once from concurrent tasks. Without confirms it returns once
     /// the frames are handed to the socket. While disconnected it throws `.notConnected` at once.
+    ///
+    /// `confirmDeadline`: in confirm mode, stop waiting then and throw `.confirmTimedOut` (a
+    /// broker node can keep a publish unconfirmed for good when a stream's leader dies). The
+    /// timer runs on the connection's loop; a confirm that comes later is ignored.
     public func publish(_ body: ByteBuffer, exchange: String = "", routingKey: String,
-                        properties: AMQPBasicProperties = .none, mandatory: Bool = false) async throws {
+                        properties: AMQPBasicProperties = .none, mandatory: Bool = false,
+                        confirmDeadline: NIODeadline? = nil) async throws {
         let core = connectionCore
         let channel = self.core
         let promise = core.eventLoop.makePromise(of: Void.self)
@@ -120,7 +125,24 @@ public final class AMQPChannel: Sendable {
             core.publish(on: channel, body: body, exchange: exchange, routingKey: routingKey,
                          properties: properties, mandatory: mandatory, promise: promise)
         }
-        try await promise.futureResult.get()
+        guard let confirmDeadline else { return try await promise.futureResult.get() }
+        let outcome = core.eventLoop.makePromise(of: Void.self)
+        core.eventLoop.execute {
+            // Both callbacks run on the loop: whichever comes first settles `outcome`.
+            var settled = false
+            let timer = core.eventLoop.scheduleTask(deadline: confirmDeadline) {
+                guard !settled else { return }
+                settled = true
+                outcome.fail(AMQPError.confirmTimedOut)
+            }
+            promise.futureResult.whenComplete { result in
+                timer.cancel()
+                guard !settled else { return }
+                settled = true
+                outcome.completeWith(result)
+            }
+        }
+        try await outcome.futureResult.get()
     }
 
     public func publish(_ body: some Sequence<UInt8>, exchange: String = "", routingKey: String,

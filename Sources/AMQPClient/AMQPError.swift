@@ -59,6 +59,9 @@ public enum AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
     case heartbeatTimeout
     /// The broker answered basic.nack for this publish: it did not take responsibility for the message.
     case publishNacked
+    /// No confirm came before the deadline the caller gave: the outcome is unknown (a late
+    /// confirm is ignored). Publish again; receivers must tolerate the copy.
+    case confirmTimedOut
     /// A mandatory publish could not be routed to any queue (basic.return), e.g. 312 NO_ROUTE.
     case unroutable(AMQPCloseReason)
     /// The broker cancelled the consumer (its queue was deleted, or the node hosting it went away).
@@ -87,6 +90,7 @@ public enum AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         case .connectionClosed: "connection closed"
         case .heartbeatTimeout: "no traffic from broker for two heartbeat intervals"
         case .publishNacked: "broker nacked the publish"
+        case .confirmTimedOut: "no publisher confirm before the deadline"
         case .unroutable(let reason): "mandatory message returned: \(reason)"
         case .consumerCancelledByBroker(let tag): "consumer \(tag) cancelled by broker"
         case .staleDelivery: "delivery belongs to a channel before recovery; it will be redelivered"

@@ -212,29 +212,15 @@ final class RabbitMQChatHistory: ChatHistoryStore {
     /// One publish and its confirm, or `.timedOut` after `confirmDeadlineNanoseconds` (the
     /// publish is left behind; closing its connection ends it).
     private static func publish(_ body: ByteBuffer, on channel: AMQPChannel) async -> PublishOutcome {
-        let waiter = NIOLockedValueBox<CheckedContinuation<PublishOutcome, Never>?>(nil)
-        let finish: @Sendable (PublishOutcome) -> Void = { outcome in
-            waiter.withLockedValue { continuation -> CheckedContinuation<PublishOutcome, Never>? in
-                defer { continuation = nil }
-                return continuation
-            }?.resume(returning: outcome)
-        }
-        return await withCheckedContinuation { (continuation: CheckedContinuation<PublishOutcome, Never>) in
-            waiter.withLockedValue { $0 = continuation }
-            let timer = Task {
-                try? await Task.sleep(nanoseconds: confirmDeadlineNanoseconds)
-                if !Task.isCancelled { finish(.timedOut) }
-            }
-            Task {
-                do {
-                    try await channel.publish(body, routingKey: streamName,
-                                              properties: AMQPBasicProperties(contentType: "application/json", deliveryMode: 2))
-                    finish(.confirmed)
-                } catch {
-                    finish(.failed)
-                }
-                timer.cancel()
-            }
+        do {
+            try await channel.publish(body, routingKey: streamName,
+                                      properties: AMQPBasicProperties(contentType: "application/json", deliveryMode: 2),
+                                      confirmDeadline: .now() + .nanoseconds(Int64(confirmDeadlineNanoseconds)))
+            return .confirmed
+        } catch AMQPError.confirmTimedOut {
+            return .timedOut
+        } catch {
+            return .failed
         }
     }
 }

@@ -74,29 +74,16 @@ extension RabbitMQAdapter {
             headers = ["CC": .array(batch.ccRoutingKeys.map { .longString($0) })]
         }
         let properties = AMQPBasicProperties(headers: headers, deliveryMode: 2)
-        let waiter = NIOLockedValueBox<CheckedContinuation<PublishOutcome, Never>?>(nil)
-        let finish: @Sendable (PublishOutcome) -> Void = { outcome in
-            waiter.withLockedValue { continuation -> CheckedContinuation<PublishOutcome, Never>? in
-                defer { continuation = nil }
-                return continuation
-            }?.resume(returning: outcome)
-        }
-        return await withCheckedContinuation { (continuation: CheckedContinuation<PublishOutcome, Never>) in
-            waiter.withLockedValue { $0 = continuation }
-            let timer = cluster.connection.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(deadline)) { finish(.timedOut) }
-            Task {
-                let outcome: PublishOutcome
-                do {
-                    try await channel.publish(batch.body, exchange: batch.exchange, routingKey: batch.routingKey, properties: properties)
-                    outcome = .confirmed
-                } catch AMQPError.publishNacked {
-                    outcome = .nacked
-                } catch {
-                    outcome = .failed
-                }
-                timer.cancel()
-                finish(outcome)
-            }
+        do {
+            try await channel.publish(batch.body, exchange: batch.exchange, routingKey: batch.routingKey, properties: properties,
+                                      confirmDeadline: .uptimeNanoseconds(deadline))
+            return .confirmed
+        } catch AMQPError.publishNacked {
+            return .nacked
+        } catch AMQPError.confirmTimedOut {
+            return .timedOut
+        } catch {
+            return .failed
         }
     }
 }

@@ -207,6 +207,32 @@ final class AMQPClientIntegrationTests: XCTestCase {
         try await connection.close()
     }
 
+    /// A deadline that passes before the broker's confirm ends the wait with `.confirmTimedOut`
+    /// (the late confirm is ignored and the channel goes on); one far enough away is confirmed.
+    func testConfirmDeadlineEndsTheWaitAndALateConfirmIsIgnored() async throws {
+        let connection = try await connect(name: "it-confirm-deadline")
+        let channel = try await connection.openChannel()
+        let queue = uniqueName("it-deadline-q")
+        try await channel.queueDeclare(queue, autoDelete: true)
+        try await channel.confirmSelect()
+        do {
+            // Already passed: the loop's timer fires before any broker round trip can finish.
+            try await channel.publish(ByteBuffer(string: "late"), routingKey: queue, confirmDeadline: .now())
+            XCTFail("a publish whose deadline had passed was reported confirmed")
+        } catch AMQPError.confirmTimedOut {}
+        try await channel.publish(ByteBuffer(string: "in time"), routingKey: queue, confirmDeadline: .now() + .seconds(10))
+        // Both reached the queue: the deadline only ends the wait, it does not take the publish back.
+        let deadline = ContinuousClock.now + .seconds(5)
+        var count: UInt32 = 0
+        while ContinuousClock.now < deadline {
+            count = try await channel.queueDeclare(queue, passive: true).messageCount
+            if count == 2 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTAssertEqual(count, 2)
+        try await connection.close()
+    }
+
     /// Thousands of mandatory publishes in flight on one confirm channel, all to one headers exchange
     /// with the same (empty) routing key; a header decides whether a message routes. Exactly the
     /// unroutable ones must throw `.unroutable`, and exactly the others must be delivered.
