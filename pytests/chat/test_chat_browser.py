@@ -7,6 +7,7 @@ import time
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -49,8 +50,11 @@ def browsers():
 
 
 def wait(driver, description, predicate, timeout=WAIT_SECONDS):
+    # The pages redraw their tables and lists as events arrive, so an element a predicate found
+    # may be replaced before it reads it: that is "not yet", not a failure.
     try:
-        WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: predicate(d))
+        WebDriverWait(driver, timeout, poll_frequency=0.1,
+                      ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: predicate(d))
     except Exception:
         raise AssertionError(f"page never reached: {description}; status: "
                              f"{driver.find_element(By.ID, 'status').text!r}") from None
