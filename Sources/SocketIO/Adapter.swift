@@ -113,7 +113,8 @@ public enum SocketIOAdapterError: Error, Sendable, Hashable {
 /// * `persistSession` / `restoreSession` back connection state recovery; an adapter that
 ///   keeps no log returns `nil` from `restoreSession`, and the client gets a new session.
 ///   After a restore, exactly one of `restoredSocketConnecting` (on the socket's loop, right
-///   before its CONNECT reply) or `restoreAbandoned` is called for the session's socket id.
+///   after its CONNECT reply and missed packets) or `restoreAbandoned` is called for the
+///   session's socket id.
 public protocol SocketIOAdapter: AnyObject, Sendable {
     /// Called once when the namespace is created, before any socket joins.
     func start() async throws
@@ -155,10 +156,15 @@ public protocol SocketIOAdapter: AnyObject, Sendable {
 
     func persistSession(_ session: PersistedSession) async
     func restoreSession(privateId: String, offset: String) async -> RestoredSession?
-    /// The socket restored by `restoreSession` is being connected: from now on broadcasts
-    /// reach it directly. Returns the encoded packets an adapter held back for it since the
-    /// restore (emitted after `missedPackets` were collected), to be sent right after them.
-    func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]]
+    /// The socket restored by `restoreSession` is connected (its CONNECT reply and missed
+    /// packets are written): broadcasts stop leaving it out. The adapter calls `sendHeld` once,
+    /// from any thread, with the encoded packets it held back for the socket since the restore
+    /// (emitted after `missedPackets` were collected; maybe none), at the moment the hold ends:
+    /// before it issues any later delivery to the socket. The socket writes them at once if
+    /// called on its loop, otherwise in a task on its loop, which runs before any later
+    /// delivery's (`SocketIONamespace.deliver` issues them in order, one task per loop). So
+    /// the client gets the missed packets, then the held ones, then anything newer.
+    func restoredSocketConnecting(_ socketId: String, sendHeld: @escaping @Sendable ([[EngineMessage]]) -> Void)
     /// The socket restored by `restoreSession` will not connect (refused, or its client left).
     func restoreAbandoned(_ socketId: String)
 
@@ -180,7 +186,7 @@ extension SocketIOAdapter {
     public func waitUntilRoomsRouted(_ rooms: Set<String>) async {}
 
     /// An adapter whose restore and connection see one consistent log holds nothing back.
-    public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] { [] }
+    public func restoredSocketConnecting(_ socketId: String, sendHeld: @escaping @Sendable ([[EngineMessage]]) -> Void) { sendHeld([]) }
     public func restoreAbandoned(_ socketId: String) {}
 
     /// An adapter that records sessions only when they disconnect needs none of these.

@@ -180,8 +180,10 @@ public final class InMemoryAdapter: SocketIOAdapter {
         sessions?.withLockedValue { $0.restore(privateId: privateId, offset: offset) }
     }
 
-    public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] {
-        sessions?.withLockedValue { $0.releaseHold(of: socketId) } ?? []
+    /// Called on the socket's loop: the held packets go out at once, before any broadcast
+    /// that finds the hold released.
+    public func restoredSocketConnecting(_ socketId: String, sendHeld: @escaping @Sendable ([[EngineMessage]]) -> Void) {
+        sendHeld(sessions?.withLockedValue { $0.releaseHold(of: socketId) } ?? [])
     }
 
     public func restoreAbandoned(_ socketId: String) {

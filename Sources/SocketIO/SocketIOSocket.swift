@@ -313,11 +313,19 @@ public final class SocketIOSocket: @unchecked Sendable {
         for data in missedPackets {
             client.send(SocketIOPacket(type: data.containsBinary ? .binaryEvent : .event, namespace: namespace.name, data: data))
         }
-        // Packets emitted while the restore caught up, which no later broadcast repeats.
-        // Still in this loop task: broadcasts from now on are queued behind it.
+        // Packets emitted while the restore caught up, which no later broadcast repeats: the
+        // adapter hands them over before it issues any newer delivery to this socket.
         if recovered {
-            for messages in namespace.adapter.restoredSocketConnecting(id) { client.connection.send(messages) }
+            namespace.adapter.restoredSocketConnecting(id) { [weak self] held in
+                guard !held.isEmpty, let self else { return }
+                self.onLoop { self.sendHeldOnLoop(held) }
+            }
         }
+    }
+
+    private func sendHeldOnLoop(_ held: [[EngineMessage]]) {
+        guard isConnectedOnLoop else { return }
+        for messages in held { client.connection.send(messages) }
     }
 
     func deliverOnLoop(_ messages: [EngineMessage], volatile: Bool = false) {

@@ -187,21 +187,7 @@ extension ClusterAdapterStateMachine {
     }
 
     /// Why this adapter is not ready, one line each (empty when ready): what `/readyz` shows.
-    func notReadyReasons(now: UInt64) -> [String] {
-        var reasons: [String] = []
-        if !isConsuming { reasons.append("starting: queues and consumers not up yet") }
-        if isConsuming && !outbox.isConnected {
-            reasons.append("broker connection lost; holding \(outbox.count) cluster messages")
-        }
-        if nodeConsumerLost { reasons.append("node queue consumer ended; restarting it") }
-        if streamConsumerLost { reasons.append("recovery stream consumer ended; restarting it") }
-        if let since = publisherHealth.stalledSince {
-            let oldest = outbox.oldestEnqueuedAtNanoseconds.map { Self.seconds(now &- min($0, now)) } ?? "-"
-            reasons.append("\(publisherHealth.reason ?? "publisher stalled") (stalled \(Self.seconds(now &- min(since, now))) s, "
-                           + "outbox \(outbox.count), oldest \(oldest) s)")
-        }
-        return reasons
-    }
+    func notReadyReasons(now: UInt64) -> [String] { monitoring.notReadyReasons(now: now) }
 
     /// Nanoseconds as seconds with one decimal, for readiness lines.
     static func seconds(_ nanoseconds: UInt64) -> String {

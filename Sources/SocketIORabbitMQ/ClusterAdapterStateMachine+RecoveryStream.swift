@@ -47,8 +47,8 @@ extension ClusterAdapterStateMachine {
         let (actions, _) = enqueue(.recoverablePacket(offset: offset, selection: selection, packet: packet, deliveredByOrigin: true),
                                    toQueue: streamName, now: now)
         deliveredAtOnceUpTo = lastSequence
-        return .done(actions + inOrder([.deliver(messages: plain, rooms: Set(selection.rooms), except: Set(selection.exceptRooms),
-                                                 heldSockets: [], volatile: false)]))
+        return .done(actions + [.deliver(messages: plain, rooms: Set(selection.rooms), except: Set(selection.exceptRooms),
+                                         heldSockets: [], volatile: false)])
     }
 
     // MARK: Reading the stream
@@ -56,13 +56,9 @@ extension ClusterAdapterStateMachine {
     /// One message of the recovery stream, read by the live consumer (`streamOffset` is the
     /// broker's `x-stream-offset` header). Its recoverable packets go to the local sockets
     /// they reach and to restores in progress; session records and claims feed the log.
-    /// Deliveries and woken restores run in order, behind what was decided before.
+    /// The adapter runs every event's actions on one event loop, in the order fed, so
+    /// deliveries and woken restores keep the stream's order.
     mutating func streamBodyRead(_ body: ByteBuffer, streamOffset: Int64?, now: UInt64) -> [Action] {
-        let actions = streamBodyDecided(body, streamOffset: streamOffset, now: now)
-        return inOrder(actions)
-    }
-
-    private mutating func streamBodyDecided(_ body: ByteBuffer, streamOffset: Int64?, now: UInt64) -> [Action] {
         guard let streamOffset else {
             metrics.undecodable &+= 1
             return [.log(.streamMessageWithoutOffset)]
@@ -152,13 +148,14 @@ extension ClusterAdapterStateMachine {
     }
 
     /// The restore waits for its claim. If the consumer has read it already, the restore
-    /// resumes in order, behind the deliveries decided before the claim: one of those made
-    /// after the socket is back would reach it besides its replay.
+    /// resumes at once: the deliveries decided before the claim were run before this event
+    /// (the adapter runs actions in the order of events), so none of them reaches the socket
+    /// besides its replay.
     mutating func waitForClaim(id: String, waiter: Waiter) -> [Action] {
         guard var pending = pendingClaims[id] else { return [.resumeClaimWaiter(waiter, nil)] }
         if let outcome = pending.outcome {
             pendingClaims[id] = nil
-            return inOrder([.resumeClaimWaiter(waiter, outcome)])
+            return [.resumeClaimWaiter(waiter, outcome)]
         }
         pending.waiter = waiter
         pendingClaims[id] = pending
@@ -177,12 +174,14 @@ extension ClusterAdapterStateMachine {
     /// The restore gave up after its claim was decided (the session data did not decode).
     mutating func restoreFailed(id: String) { restoreHolds.removeValue(forKey: id) }
 
-    /// The restored socket connects: its held packets, in stream order.
-    mutating func restoredSocketConnecting(_ socketId: String) -> (packets: [[EngineMessage]], actions: [Action]) {
+    /// The restored socket connects: `waiter` gets its held packets, in stream order (none if
+    /// no hold names it). From this event on, deliveries no longer leave the socket out, and
+    /// they run after this action: the held packets come before anything newer.
+    mutating func restoredSocketConnecting(_ socketId: String, waiter: Waiter) -> [Action] {
         guard let id = restoreHolds.first(where: { $0.value.socketId == socketId })?.key,
-              let hold = restoreHolds.removeValue(forKey: id) else { return ([], []) }
+              let hold = restoreHolds.removeValue(forKey: id) else { return [.sendHeldPackets(waiter, [])] }
         let actions: [Action] = hold.overflow > 0 ? [.log(.holdOverflow(socketId: socketId, dropped: hold.overflow))] : []
-        return (hold.release().map(\.packet.messages), actions)
+        return actions + [.sendHeldPackets(waiter, hold.release().map(\.packet.messages))]
     }
 
     mutating func restoreAbandoned(_ socketId: String) {

@@ -53,9 +53,6 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         /// Write these Engine.IO messages to the local sockets selected by rooms and except,
         /// leaving out `heldSockets` (restoring sockets that get the packet from their hold).
         case deliver(messages: [EngineMessage], rooms: Set<String>, except: Set<String>, heldSockets: [String], volatile: Bool)
-        /// Deliveries whose order matters are waiting and nobody is making them: take the
-        /// turn, running `nextOrderedActions()` until it returns nothing.
-        case deliverInOrder
         /// Jobs are waiting: let the publisher take a batch (`nextBatch`).
         case wakePublisher
         /// Binding operations are waiting: let the binding runner take them (`nextBindingOperation`).
@@ -72,6 +69,9 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         case resumeDrainWaiter(Waiter)
         /// A restore's claim was read and decided here; nil: it timed out or the adapter closed.
         case resumeClaimWaiter(Waiter, ClaimOutcome?)
+        /// A restored socket connects: hand it the packets its hold kept, in stream order (maybe
+        /// none). Every delivery decided after this one includes the socket.
+        case sendHeldPackets(Waiter, [[EngineMessage]])
         /// A message from another node that needs the local adapter or the namespace.
         case handleRemote(RemoteWork)
         /// The publisher's channel is stuck or refused a batch: open a new confirm channel
@@ -140,12 +140,6 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
     /// This node's recoverable packets up to this sequence were delivered to its clients at
     /// once, because the broker was away; their stream records are skipped here.
     var deliveredAtOnceUpTo: UInt64 = 0
-    /// This node's local deliveries of recoverable packets (and the restores they wake), in
-    /// the order decided. Whoever finds nobody delivering takes the turn (`.deliverInOrder`)
-    /// and runs them until none is left: every node's clients get the stream's order, and
-    /// no lock is held while writing.
-    var orderedActions = Deque<Action>()
-    var isDeliveringInOrder = false
     /// What the live stream consumer has read (nil without connection state recovery).
     var recoveryLog: RecoveryLog?
     /// This node's connected sockets' sessions, written ahead to the recovery stream.
@@ -229,34 +223,12 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         let inFlight = ownUndelivered
         ownUndelivered.removeAll()
         if let last = inFlight.last { deliveredAtOnceUpTo = max(deliveredAtOnceUpTo, last.sequence) }
-        var actions = inOrder(inFlight.map { packet in
+        var actions = inFlight.map { packet in
             Action.deliver(messages: packet.messages, rooms: Set(packet.selection.rooms), except: Set(packet.selection.exceptRooms),
                            heldSockets: [], volatile: false)
-        })
+        }
         actions.append(.readinessMayHaveChanged)
         return actions
-    }
-
-    // MARK: Ordered deliveries
-
-    /// Queues actions behind the deliveries decided before them; `.deliverInOrder` when the
-    /// caller must take the turn.
-    mutating func inOrder(_ actions: [Action]) -> [Action] {
-        guard !actions.isEmpty else { return [] }
-        orderedActions.append(contentsOf: actions)
-        guard !isDeliveringInOrder else { return [] }
-        isDeliveringInOrder = true
-        return [.deliverInOrder]
-    }
-
-    /// The turn-holder takes everything queued; nothing left ends its turn.
-    mutating func nextOrderedActions() -> [Action] {
-        guard !orderedActions.isEmpty else {
-            isDeliveringInOrder = false
-            return []
-        }
-        defer { orderedActions.removeAll(keepingCapacity: true) }
-        return Array(orderedActions)
     }
 
     /// The AMQP client recovered the connection (channels, confirm mode, topology, consumers):

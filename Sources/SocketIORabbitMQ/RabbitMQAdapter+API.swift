@@ -7,52 +7,40 @@ import SocketIO
 extension RabbitMQAdapter {
     // MARK: Rooms (local sockets)
 
-    // With room-aware routing the local room table changes in the machine's critical section,
-    // together with the binding tracker, so binding operations queue in membership order.
-
-    // With connection state recovery the session journal learns every change too (records
-    // written ahead, see +SessionRecords).
+    // The local room table changes at once, on the caller's thread (the socket's loop), so
+    // the socket sees its rooms right away; the machine learns the change on its loop: its
+    // binding tracker keeps its own membership, so binding operations follow the order in
+    // which it learns them. With connection state recovery the session journal learns every
+    // change too (records written ahead, see +SessionRecords).
 
     public func addAll(_ socketId: String, rooms: Set<String>) {
-        guard options.roomAwareRouting else {
-            local.addAll(socketId, rooms: rooms)
-            if recoveryStreamName != nil { machine.withLockedValue { sessionRoomsChanged(&$0, socketId: socketId, joined: rooms) } }
-            return
-        }
-        run(machine.withLockedValue { machine in
-            local.addAll(socketId, rooms: rooms)
+        local.addAll(socketId, rooms: rooms)
+        guard options.roomAwareRouting || recoveryStreamName != nil else { return }
+        feed { [self] machine, _ in
             sessionRoomsChanged(&machine, socketId: socketId, joined: rooms)
             return machine.roomsJoined(socketId, rooms: rooms)
-        })
+        }
     }
 
     public func del(_ socketId: String, room: String) {
-        guard options.roomAwareRouting else {
-            local.del(socketId, room: room)
-            if recoveryStreamName != nil { machine.withLockedValue { sessionRoomsChanged(&$0, socketId: socketId, left: [room]) } }
-            return
-        }
-        run(machine.withLockedValue { machine in
-            local.del(socketId, room: room)
+        local.del(socketId, room: room)
+        guard options.roomAwareRouting || recoveryStreamName != nil else { return }
+        feed { [self] machine, _ in
             sessionRoomsChanged(&machine, socketId: socketId, left: [room])
             return machine.roomsLeft(socketId, rooms: [room])
-        })
+        }
     }
 
     /// A socket leaves all its rooms only on its way out: the journal stops writing its
     /// connected records (its last record follows from `persistSession` or `sessionClosed`).
     public func delAll(_ socketId: String) {
-        guard options.roomAwareRouting else {
-            local.delAll(socketId)
-            if recoveryStreamName != nil { machine.withLockedValue { $0.sessionStopping(socketId: socketId) } }
-            return
-        }
-        run(machine.withLockedValue { machine in
-            let rooms = local.socketRooms(socketId) ?? []
-            local.delAll(socketId)
+        let rooms = options.roomAwareRouting ? (local.socketRooms(socketId) ?? []) : []
+        local.delAll(socketId)
+        guard options.roomAwareRouting || recoveryStreamName != nil else { return }
+        feed { machine, _ in
             machine.sessionStopping(socketId: socketId)
             return machine.roomsLeft(socketId, rooms: rooms.sorted())
-        })
+        }
     }
 
     /// Returns once the broker confirmed (bind-ok) the bindings of `rooms`, so a broadcast
@@ -75,7 +63,7 @@ extension RabbitMQAdapter {
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         let selection = ClusterSocketSelection(rooms: options.rooms.sorted(), exceptRooms: options.except.sorted())
         guard recoveryStreamName != nil, !options.flags.local, !options.flags.volatile, packet.ackId == nil,
-              packet.type == .event || packet.type == .binaryEvent, case .array(var items)? = packet.data else {
+              packet.type == .event || packet.type == .binaryEvent, case .array(let items)? = packet.data else {
             // Encode once: the same bytes go to local sockets and, inside the AMQP body, to
             // every other node's sockets.
             let messages = SocketIOPacketEncoder.encode(packet)
@@ -87,28 +75,27 @@ extension RabbitMQAdapter {
         }
         // A recoverable packet goes to the recovery stream only; every node, this one
         // included, delivers it when it reads it there. As socket.io does, the offset is the
-        // last argument; the client sends the last one it saw back as `auth.offset`.
-        let offset = machine.withLockedValue { $0.nextRecoveryOffset() }
-        var withOffset = packet
-        items.append(.string(offset))
-        withOffset.data = .array(items)
-        let encoded = EncodedPacket(messages: SocketIOPacketEncoder.encode(withOffset))
-        var plain: [EngineMessage]?
-        while true {
-            let withoutOffset = plain
-            switch machine.withLockedValue({
-                $0.recoverableBroadcast(offset: offset, selection: selection, packet: encoded, plain: withoutOffset, now: Self.now())
-            }) {
-            case .done(let actions):
-                return run(actions)
-            case .refused(let actions):
-                run(actions)
-                let messages = plain ?? SocketIOPacketEncoder.encode(packet)
-                return namespace.deliver(messages, to: localRecipients(rooms: options.rooms, except: options.except))
-            case .needsPlainPacket:
-                // Asked for at most once: with `plain` set the machine never asks again.
-                guard plain == nil else { return }
-                plain = SocketIOPacketEncoder.encode(packet)
+        // last argument; the client sends the last one it saw back as `auth.offset`. The offset
+        // is the machine's, so the packet is encoded on the loop.
+        feed { machine, now in
+            let offset = machine.nextRecoveryOffset()
+            var withOffset = packet
+            withOffset.data = .array(items + [.string(offset)])
+            let encoded = EncodedPacket(messages: SocketIOPacketEncoder.encode(withOffset))
+            var plain: [EngineMessage]?
+            while true {
+                switch machine.recoverableBroadcast(offset: offset, selection: selection, packet: encoded, plain: plain, now: now) {
+                case .done(let actions):
+                    return actions
+                case .refused(let actions):
+                    // At least this node's clients get it.
+                    return actions + [.deliver(messages: plain ?? SocketIOPacketEncoder.encode(packet), rooms: options.rooms,
+                                               except: options.except, heldSockets: [], volatile: false)]
+                case .needsPlainPacket:
+                    // Asked for at most once: with `plain` set the machine never asks again.
+                    guard plain == nil else { return [] }
+                    plain = SocketIOPacketEncoder.encode(packet)
+                }
             }
         }
     }

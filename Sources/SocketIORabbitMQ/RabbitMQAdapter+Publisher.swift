@@ -1,6 +1,5 @@
 import AMQPClient
 import AMQPProtocol
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// The publisher: one task per adapter takes batches from the machine in outbox order and
@@ -18,12 +17,12 @@ extension RabbitMQAdapter {
     func runPublisher(on first: AMQPChannel) async {
         var channel = first
         for await _ in publishWakeupStream {
-            if let delay = channelReplacement.withLockedValue({ request -> UInt64? in defer { request = nil }; return request }) {
+            if let delay = await withLoopState({ state -> UInt64? in defer { state.channelReplacement = nil }; return state.channelReplacement }) ?? nil {
                 channel = await replacePublishChannel(channel, after: delay)
             }
-            while let (batch, deadline) = machine.withLockedValue({ machine in
-                machine.nextBatch().map { ($0, machine.confirmDeadline(now: Self.now())) }
-            }) {
+            while let (batch, deadline) = await onLoop({ machine, now in
+                (machine.nextBatch().map { ($0, machine.confirmDeadline(now: now)) }, [])
+            }) ?? nil {
                 switch await publish(batch, on: channel, deadline: deadline) {
                 case .confirmed:
                     feed { machine, now in machine.publishConfirmed(batch, now: now) }
@@ -41,9 +40,9 @@ extension RabbitMQAdapter {
     }
 
     /// The machine asked for a new channel (`.republishOnNewChannel`): the publisher opens it
-    /// at its next turn.
+    /// at its next turn (on the loop).
     func publisherNeedsNewChannel(after delay: UInt64) {
-        channelReplacement.withLockedValue { $0 = max($0 ?? 0, delay) }
+        state.value.channelReplacement = max(state.value.channelReplacement ?? 0, delay)
         publishWakeups.yield()
     }
 

@@ -22,7 +22,8 @@ extension RabbitMQAdapter {
         let startedAt = UInt64(max(0, time(nil)))
         let resumeArguments: @Sendable () -> AMQPFieldTable = { [weak self] in
             // Nothing handled yet: from when this node started (older packets reach none of its sockets).
-            let last = self?.machine.withLockedValue { $0.streamResumePosition }
+            // AMQPClient asks during a recovery, off the loop: the published copy.
+            let last = self?.published.withLockedValue { $0.streamResumePosition }
             return ["x-stream-offset": last.map { .int64($0.offset &+ 1) } ?? .timestamp(startedAt &- 1)]
         }
         var arguments: AMQPFieldTable = ["x-stream-offset": .longString("next")]
@@ -38,7 +39,7 @@ extension RabbitMQAdapter {
     /// and this node starts over at its first message. A first message past that offset
     /// means retention dropped what followed; resuming is right then too.
     private func isStreamStillTheOneRead(_ streamName: String) async throws -> Bool {
-        guard let (last, lastBody) = machine.withLockedValue({ $0.lastStreamRead }) else { return true }
+        guard let (last, lastBody) = await onLoop({ machine, _ in (machine.lastStreamRead, []) }) ?? nil else { return true }
         let channel = try await cluster.connection.openChannel()
         defer { Task { try? await channel.close() } }
         try await channel.basicQos(prefetchCount: 1)
@@ -85,7 +86,7 @@ extension RabbitMQAdapter {
             consumer = nil
             var attempt = 0
             while consumer == nil {
-                guard !Task.isCancelled, !machine.withLockedValue({ $0.isClosed }) else { return }
+                guard !Task.isCancelled, await onLoop({ machine, _ in (machine.isClosed, []) }) == false else { return }
                 feed { machine, _ in machine.streamConsumerEnded() }
                 attempt += 1
                 try? await Task.sleep(nanoseconds: Self.restartDelayNanoseconds(attempt: attempt))

@@ -22,7 +22,7 @@ extension RabbitMQAdapter {
     ///    recently to know reads the stream instead, from `maxDisconnectionDuration` ago up
     ///    to the claim (`RecoveryStreamScan`).
     /// 3. Joins and routes the session's rooms; `restoredSocketConnecting` hands the held
-    ///    packets over in the task that connects the socket.
+    ///    packets over when the socket connects.
     ///
     /// Every node delivered the stream's packets in the stream's order, so the client had
     /// exactly those before its offset: nothing is missed and nothing comes twice.
@@ -33,7 +33,10 @@ extension RabbitMQAdapter {
         // claims queue behind each other in the stream, and a restore given up becomes a new
         // session, which costs more than the wait (clients wait 20 s for a CONNECT by default).
         let deadline = Self.now() &+ Self.nanoseconds(seconds: max(options.requestTimeoutSeconds, Self.minimumClaimWaitSeconds))
-        machine.withLockedValue { $0.claimQueued(id: restoreId, offset: offset, deadline: deadline) }
+        feed { machine, _ in
+            machine.claimQueued(id: restoreId, offset: offset, deadline: deadline)
+            return []
+        }
         armDeadline(deadline)
         send(.restoreClaim(id: restoreId, privateId: privateId), toQueue: recoveryStreamName)
         let claim = await withCheckedContinuation { (continuation: CheckedContinuation<Machine.ClaimOutcome?, Never>) in
@@ -51,7 +54,7 @@ extension RabbitMQAdapter {
         case .restoredIfOriginGone(let found, let packets):
             guard await originIsGone(found.origin) else {
                 logger.debug("session not restored", metadata: ["reason": "its node still holds it"])
-                machine.withLockedValue { $0.scanFinished(id: restoreId, session: nil, claimedAt: claimedAt) }
+                scanFinished(restoreId, session: nil, claimedAt: claimedAt)
                 return nil
             }
             (session, missed) = (found, packets)
@@ -62,17 +65,21 @@ extension RabbitMQAdapter {
             let scanned = await scanStream(recoveryStreamName, privateId: privateId, offset: offset, claimId: restoreId, recovery: recovery)
             var restorable = false
             if case .restored(let found, _, _)? = scanned {
-                restorable = machine.withLockedValue({ !$0.restoreNeedsOriginCheck(found) }) ? true : await originIsGone(found.origin)
+                let needsCheck = await onLoop { machine, _ in (machine.restoreNeedsOriginCheck(found), []) } ?? true
+                restorable = needsCheck ? await originIsGone(found.origin) : true
             }
             guard restorable, case .restored(let found, _, let packets)? = scanned else {
-                machine.withLockedValue { $0.scanFinished(id: restoreId, session: nil, claimedAt: claimedAt) }
+                scanFinished(restoreId, session: nil, claimedAt: claimedAt)
                 return nil
             }
-            machine.withLockedValue { $0.scanFinished(id: restoreId, session: found, claimedAt: claimedAt) }
+            scanFinished(restoreId, session: found, claimedAt: claimedAt)
             (session, missed) = (found, packets)
         }
         guard let data = ClusterValueEncoding.decode(session.record.data) else {
-            machine.withLockedValue { $0.restoreFailed(id: restoreId) }
+            feed { machine, _ in
+                machine.restoreFailed(id: restoreId)
+                return []
+            }
             return nil
         }
         // Rooms matter for what still travels through node queues (volatile broadcasts and
@@ -91,15 +98,15 @@ extension RabbitMQAdapter {
     /// the broker had not yet seen the connection close. Broker trouble: not gone (no restore).
     func originIsGone(_ origin: String) async -> Bool {
         guard origin != cluster.nodeID else { return false }
-        let check = originChecks.withLockedValue { checks -> Task<Bool, Never> in
+        let check = await withLoopState { [weak self] state -> Task<Bool, Never> in
             let now = Self.now()
-            if let recent = checks[origin], now &- recent.at < 1_000_000_000 { return recent.task }
-            let task = Task { [weak self] in await self?.askBrokerWhetherGone(origin) ?? false }
-            checks = checks.filter { now &- $0.value.at < 1_000_000_000 }
-            checks[origin] = (task, now)
+            if let recent = state.originChecks[origin], now &- recent.at < 1_000_000_000 { return recent.task }
+            let task = Task { await self?.askBrokerWhetherGone(origin) ?? false }
+            state.originChecks = state.originChecks.filter { now &- $0.value.at < 1_000_000_000 }
+            state.originChecks[origin] = (task, now)
             return task
         }
-        return await check.value
+        return await check?.value ?? false
     }
 
     private func askBrokerWhetherGone(_ origin: String) async -> Bool {
@@ -122,14 +129,24 @@ extension RabbitMQAdapter {
 
     static let minimumClaimWaitSeconds = 10.0
 
-    public func restoredSocketConnecting(_ socketId: String) -> [[EngineMessage]] {
-        let (packets, actions) = machine.withLockedValue { $0.restoredSocketConnecting(socketId) }
-        run(actions)
-        return packets
+    /// The hold ends on the loop; `send` gets its packets from there, before any delivery
+    /// decided later is issued (and deliveries reach a socket's loop in the order issued).
+    public func restoredSocketConnecting(_ socketId: String, sendHeld send: @escaping @Sendable ([[EngineMessage]]) -> Void) {
+        feed { machine, _ in machine.restoredSocketConnecting(socketId, waiter: .heldPackets(send)) }
     }
 
     public func restoreAbandoned(_ socketId: String) {
-        machine.withLockedValue { $0.restoreAbandoned(socketId) }
+        feed { machine, _ in
+            machine.restoreAbandoned(socketId)
+            return []
+        }
+    }
+
+    private func scanFinished(_ restoreId: String, session: ClaimedSession?, claimedAt: StreamPosition) {
+        feed { machine, _ in
+            machine.scanFinished(id: restoreId, session: session, claimedAt: claimedAt)
+            return []
+        }
     }
 
     /// The fallback of a node that started too recently: reads the stream from

@@ -9,16 +9,19 @@ extension RabbitMQAdapter {
     public func sessionStarted(_ session: PersistedSession) {
         guard recoveryStreamName != nil else { return }
         let data = ClusterValueEncoding.encode(session.data)
-        let arm = machine.withLockedValue {
-            $0.sessionStarted(socketId: session.socketId, privateId: session.privateId, rooms: session.rooms, data: data)
+        feed { [self] machine, _ in
+            if machine.sessionStarted(socketId: session.socketId, privateId: session.privateId, rooms: session.rooms, data: data) { armSessionFlush() }
+            return []
         }
-        if arm { armSessionFlush() }
     }
 
     public func sessionDataChanged(socketId: String, data: JSONValue) {
-        guard recoveryStreamName != nil, machine.withLockedValue({ $0.sessionJournal.entry(socketId: socketId) != nil }) else { return }
+        guard recoveryStreamName != nil else { return }
         let encoded = ClusterValueEncoding.encode(data)
-        if machine.withLockedValue({ $0.sessionDataChanged(socketId: socketId, data: encoded) }) { armSessionFlush() }
+        feed { [self] machine, _ in
+            if machine.sessionDataChanged(socketId: socketId, data: encoded) { armSessionFlush() }
+            return []
+        }
     }
 
     public func sessionClosed(socketId: String) {
@@ -33,7 +36,7 @@ extension RabbitMQAdapter {
         feed { machine, now in machine.sessionDisconnected(record, now: now) }
     }
 
-    /// Room changes of local sockets (from `addAll`, `del`, `delAll`), under the machine's lock.
+    /// Room changes of local sockets (from `addAll`, `del`), in their event on the loop.
     func sessionRoomsChanged(_ machine: inout Machine, socketId: String, joined: Set<String> = [], left: Set<String> = []) {
         if machine.sessionRoomsChanged(socketId: socketId, joined: joined, left: left) { armSessionFlush() }
     }
@@ -42,9 +45,9 @@ extension RabbitMQAdapter {
     /// connect, joins and data cost one record, short against a client's reconnection delay.
     static let sessionFlushDelay: TimeAmount = .milliseconds(50)
 
-    /// Takes no lock (called with the machine's held).
+    /// A timer on the loop (touches no state: called inside an event).
     func armSessionFlush() {
-        cluster.connection.eventLoop.scheduleTask(in: Self.sessionFlushDelay) { [weak self] in
+        loop.scheduleTask(in: Self.sessionFlushDelay) { [weak self] in
             self?.feed { machine, now in machine.sessionRecordsDue(now: now) }
         }
     }

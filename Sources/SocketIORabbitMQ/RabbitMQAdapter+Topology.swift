@@ -14,7 +14,7 @@ extension RabbitMQAdapter {
     /// cluster the first consume of a just-declared stream can be refused); once started,
     /// it returns at once.
     public func start() async throws {
-        guard !machine.withLockedValue({ $0.isConsuming }) else { return }
+        guard await onLoop({ machine, _ in (machine.isConsuming, []) }) == false else { return }
         var opened: [AMQPChannel] = []
         do {
             let publish = try await cluster.connection.openChannel()
@@ -35,23 +35,24 @@ extension RabbitMQAdapter {
             // connection died is redelivered after recovery (the duplicate filter drops copies).
             let consumer = try await consume.consume(queue: queueName, noAck: false)
             let streamConsumer = try await startStreamConsumer(resuming: false)
-            nodeChannel.withLockedValue { $0 = consume }
-
             let started: [Task<Void, Never>] = [
                 Task { [weak self] in await self?.runNodeConsumer(consumer) },
                 Task { [weak self] in await self?.runPublisher(on: publish) },
                 Task { [weak self] in await self?.runStreamConsumer(streamConsumer) },
                 Task { [weak self] in await self?.runBindingChanges() },
             ]
-            tasks.withLockedValue { $0.append(contentsOf: started) }
+            await withLoopState { state in
+                state.tasks.append(contentsOf: started)
+                state.nodeChannel = consume
+            }
         } catch {
             // A retried start must not leak channels; the one the broker closed is gone already.
             for channel in opened { Task { if await channel.isOpen { try? await channel.close() } } }
             throw error
         }
         let interval = Int64(clamping: Self.nanoseconds(seconds: options.heartbeatIntervalSeconds))
-        heartbeat.withLockedValue {
-            $0 = cluster.connection.eventLoop.scheduleRepeatedTask(initialDelay: .nanoseconds(interval), delay: .nanoseconds(interval)) { [weak self] _ in
+        await withLoopState { [loop] state in
+            state.heartbeat = loop.scheduleRepeatedTask(initialDelay: .nanoseconds(interval), delay: .nanoseconds(interval)) { [weak self] _ in
                 self?.feed { machine, now in machine.heartbeatTick(now: now) }
             }
         }
@@ -97,7 +98,7 @@ extension RabbitMQAdapter {
                 } catch {}
             }
             consumer = nil
-            guard !Task.isCancelled, !machine.withLockedValue({ $0.isClosed }) else { return }
+            guard !Task.isCancelled, await onLoop({ machine, _ in (machine.isClosed, []) }) == false else { return }
             feed { machine, _ in machine.nodeConsumerEnded() }
             attempt += 1
             try? await Task.sleep(nanoseconds: Self.restartDelayNanoseconds(attempt: attempt))
@@ -107,7 +108,7 @@ extension RabbitMQAdapter {
                 try await channel.basicQos(prefetchCount: 512)
                 try await declareNodeQueue(on: channel)
                 consumer = try await channel.consume(queue: queueName, noAck: false)
-                let old = nodeChannel.withLockedValue { current -> AMQPChannel? in defer { current = channel }; return current }
+                let old = await withLoopState { state -> AMQPChannel? in defer { state.nodeChannel = channel }; return state.nodeChannel } ?? nil
                 if let old { Task { try? await old.close() } }
                 logger.notice("cluster node queue consumer restarted", metadata: ["queue": "\(queueName)", "attempt": "\(attempt)"])
                 attempt = 0
@@ -122,10 +123,12 @@ extension RabbitMQAdapter {
     /// unbinds in the order the memberships changed.
     private func runBindingChanges() async {
         for await _ in bindingWakeupStream {
-            while let operation = machine.withLockedValue({ $0.nextBindingOperation() }) {
+            while let (operation, nodeChannel) = await withLoopState({ state in
+                state.machine.nextBindingOperation().map { ($0, state.nodeChannel) }
+            }) ?? nil {
                 do {
                     // The node queue's channel: a restarted consumer brings a new one.
-                    guard let channel = nodeChannel.withLockedValue({ $0 }) else { throw AMQPError.notConnected }
+                    guard let channel = nodeChannel else { throw AMQPError.notConnected }
                     switch operation.change {
                     case .bind(let key): try await channel.queueBind(queue: queueName, exchange: exchangeName, routingKey: key)
                     case .unbind(let key): try await channel.queueUnbind(queue: queueName, exchange: exchangeName, routingKey: key)

@@ -1,4 +1,5 @@
 import AMQPClient
+import DequeModule
 import EngineIO
 import Logging
 import NIOConcurrencyHelpers
@@ -16,12 +17,18 @@ import SocketIO
 /// (+API), the publisher (+Publisher), the recovery-stream consumer (+RecoveryStream),
 /// topology and binding changes (+Topology), work for other nodes (+RemoteWork).
 ///
-/// Concurrency: the machine sits behind one lock, held only to feed it one event; actions run
-/// after it is released. Timers run on the AMQP connection's event loop. Deliveries whose
-/// order matters (recoverable packets) queue in the machine; whoever is told to
-/// `.deliverInOrder` makes them, in the machine's order, with no lock held.
+/// Concurrency: the machine and everything the adapter keeps about the protocol (`LoopState`)
+/// live on the AMQP connection's event loop, with no lock. `feed` runs an event there (at
+/// once when called on it, otherwise through `execute`), and the actions it returns right
+/// after, so actions run in the order of events: recoverable packets reach local sockets in
+/// the stream's order because one thread delivers them. An event fed while actions run
+/// (a delivery's side effect) waits until they are done. Timers are scheduled on that loop;
+/// the tasks that wait for the broker (publisher, consumers, binding runner) only touch the
+/// state through it. Readers on other threads get a copy published after every event
+/// (`ClusterAdapterMonitoring`).
 public final class RabbitMQAdapter: SocketIOAdapter {
     typealias Machine = ClusterAdapterStateMachine<Waiter>
+    typealias Event = (inout Machine, UInt64) -> [Machine.Action]
 
     /// What the adapter parks in the machine until an action hands it back.
     enum Waiter: Sendable {
@@ -30,6 +37,24 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         case route(CheckedContinuation<Void, Never>)
         case claim(CheckedContinuation<(decision: RecoveryLog.Decision, claimedAt: StreamPosition)?, Never>)
         case drain(CheckedContinuation<Void, Never>)
+        case heldPackets(@Sendable ([[EngineMessage]]) -> Void)
+    }
+
+    /// The adapter's protocol state, on `loop` only.
+    struct LoopState {
+        var machine: Machine
+        var tasks: [Task<Void, Never>] = []
+        var heartbeat: RepeatedTask?
+        /// Set when the machine asks the publisher for a new channel: the back-off before it.
+        var channelReplacement: UInt64?
+        /// The channel this node's queue is consumed and bound on (replaced when its consumer restarts).
+        var nodeChannel: AMQPChannel?
+        /// Recent answers of the broker to "is this node's queue still consumed?" (+Restore).
+        var originChecks: [String: (task: Task<Bool, Never>, at: UInt64)] = [:]
+        /// True while `feed` runs an event and its actions.
+        var isRunning = false
+        /// Events fed meanwhile, in order.
+        var deferred = Deque<Event>()
     }
 
     public unowned let namespace: SocketIONamespace
@@ -42,19 +67,15 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     public let recoveryStreamName: String?
     let options: RabbitMQAdapterOptions
     let logger: Logger
-    let machine: NIOLockedValueBox<Machine>
+    /// The AMQP connection's event loop (it stays the same across recoveries).
+    let loop: EventLoop
+    let state: NIOLoopBoundBox<LoopState>
+    /// Written on `loop` after every event, read anywhere (monitoring, not protocol state).
+    let published: NIOLockedValueBox<ClusterAdapterMonitoring>
     let publishWakeups: AsyncStream<Void>.Continuation
     let publishWakeupStream: AsyncStream<Void>
     let bindingWakeups: AsyncStream<Void>.Continuation
     let bindingWakeupStream: AsyncStream<Void>
-    let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
-    let heartbeat = NIOLockedValueBox<RepeatedTask?>(nil)
-    /// Set when the machine asks the publisher for a new channel: the back-off before it.
-    let channelReplacement = NIOLockedValueBox<UInt64?>(nil)
-    /// The channel this node's queue is consumed and bound on (replaced when its consumer restarts).
-    let nodeChannel = NIOLockedValueBox<AMQPChannel?>(nil)
-    /// Recent answers of the broker to "is this node's queue still consumed?" (+Restore).
-    let originChecks = NIOLockedValueBox<[String: (task: Task<Bool, Never>, at: UInt64)]>([:])
 
     init(namespace: SocketIONamespace, cluster: RabbitMQCluster) {
         self.namespace = namespace
@@ -66,56 +87,86 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         self.queueName = "\(cluster.options.exchangePrefix)#\(namespace.name)#\(cluster.nodeID)"
         let recovery = namespace.server.configuration.connectionStateRecovery
         self.recoveryStreamName = recovery == nil ? nil : "\(cluster.options.exchangePrefix)#\(namespace.name)#recovery"
-        self.machine = NIOLockedValueBox(Machine(configuration: .init(
+        let machine = Machine(configuration: .init(
             nodeID: cluster.nodeID, namespace: namespace.name, exchangeName: exchangeName, exchangePrefix: cluster.options.exchangePrefix,
             recoveryStreamName: recoveryStreamName, outboxCapacity: cluster.options.outboxCapacity,
             outboxOverflowPolicy: cluster.options.outboxOverflowPolicy, roomAwareRouting: cluster.options.roomAwareRouting,
             heartbeatTimeoutNanoseconds: Self.nanoseconds(seconds: cluster.options.heartbeatTimeoutSeconds),
             recoveryWindowNanoseconds: UInt64(max(recovery?.maxDisconnectionDuration.nanoseconds ?? 0, 0)),
             maxLoggedPackets: recovery?.maxLoggedPackets ?? 1000, maxLoggedBytes: recovery?.maxLoggedBytes ?? 32 * 1024 * 1024,
-            publishConfirmTimeoutNanoseconds: Self.nanoseconds(seconds: cluster.options.publishConfirmTimeoutSeconds))))
+            publishConfirmTimeoutNanoseconds: Self.nanoseconds(seconds: cluster.options.publishConfirmTimeoutSeconds)))
+        self.loop = cluster.connection.eventLoop
+        self.published = NIOLockedValueBox(machine.monitoring)
+        self.state = .makeBoxSendingValue(LoopState(machine: machine), eventLoop: cluster.connection.eventLoop)
         (publishWakeupStream, publishWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (bindingWakeupStream, bindingWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     public var nodeID: String { cluster.nodeID }
-    var isReady: Bool { machine.withLockedValue { $0.isReady } }
-    public var metrics: RabbitMQAdapterMetrics {
-        var snapshot = machine.withLockedValue { $0.metricsSnapshot }
-        if let oldest = snapshot.outboxOldestEnqueuedAtNanoseconds {
-            let now = Self.now()
-            snapshot.outboxOldestAgeSeconds = Double(now &- min(oldest, now)) / 1e9
-        }
-        return snapshot
-    }
+    var isReady: Bool { published.withLockedValue { $0.isReady } }
+    public var metrics: RabbitMQAdapterMetrics { published.withLockedValue { $0 }.metrics(now: Self.now()) }
     /// Why this namespace's adapter is not ready (empty when it is), for `/readyz`.
-    public var notReadyReasons: [String] { machine.withLockedValue { $0.notReadyReasons(now: Self.now()) } }
+    public var notReadyReasons: [String] { published.withLockedValue { $0 }.notReadyReasons(now: Self.now()) }
     /// Live peers by heartbeat (not counting this node).
-    public var liveNodes: Set<String> { machine.withLockedValue { $0.membership.liveNodes } }
-    public func serverCount() async -> Int { machine.withLockedValue { $0.membership.serverCount } }
+    public var liveNodes: Set<String> { published.withLockedValue { $0.membership.liveNodes } }
+    public func serverCount() async -> Int {
+        await onLoop { machine, _ in (machine.membership.serverCount, []) } ?? 1
+    }
 
     // MARK: Running the machine
 
-    /// Feeds one event to the machine and runs what it decided.
-    func feed(_ event: (inout Machine, UInt64) -> [Machine.Action]) {
-        let now = Self.now()
-        run(machine.withLockedValue { event(&$0, now) })
+    /// Feeds one event to the machine on the loop and runs what it decided.
+    func feed(_ event: @escaping @Sendable Event) {
+        if loop.inEventLoop {
+            feedOnLoop(event)
+        } else {
+            loop.execute { self.feedOnLoop(event) }
+        }
     }
 
-    /// The only place that acts on the machine's decisions.
+    private func feedOnLoop(_ event: @escaping Event) {
+        guard !state.value.isRunning else {
+            state.value.deferred.append(event)
+            return
+        }
+        state.value.isRunning = true
+        var next: Event? = event
+        while let current = next {
+            let actions = current(&state.value.machine, Self.now())
+            published.withLockedValue { $0 = state.value.machine.monitoring }
+            run(actions)
+            next = state.value.deferred.popFirst()
+        }
+        state.value.isRunning = false
+    }
+
+    /// For the adapter's tasks: an event whose result they wait for (nil: the loop is gone).
+    @discardableResult
+    func onLoop<Result: Sendable>(_ event: @escaping @Sendable (inout Machine, UInt64) -> (Result, [Machine.Action])) async -> Result? {
+        let answer: Result?? = try? await loop.submit { () -> Result? in
+            var result: Result?
+            self.feedOnLoop { machine, now in
+                let (value, actions) = event(&machine, now)
+                result = value
+                return actions
+            }
+            return result
+        }.get()
+        return answer ?? nil
+    }
+
+    /// For the adapter's tasks: the state around the machine (channels, timers, tasks).
+    @discardableResult
+    func withLoopState<Result: Sendable>(_ body: @escaping @Sendable (inout LoopState) -> Result) async -> Result? {
+        try? await loop.submit { body(&self.state.value) }.get()
+    }
+
+    /// The only place that acts on the machine's decisions (on the loop).
     func run(_ actions: [Machine.Action]) {
         for action in actions {
             switch action {
             case .deliver(let messages, let rooms, let except, let held, let volatile):
                 namespace.deliver(messages, to: localRecipients(rooms: rooms, except: except, held: held), volatile: volatile)
-            case .deliverInOrder:
-                // This caller took the turn: it makes every ordered delivery, its own and
-                // those queued meanwhile by others, until none is left.
-                while true {
-                    let ordered = machine.withLockedValue { $0.nextOrderedActions() }
-                    if ordered.isEmpty { break }
-                    run(ordered)
-                }
             case .wakePublisher:
                 publishWakeups.yield()
             case .wakeBindingRunner:
@@ -130,6 +181,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 continuation.resume()
             case .resumeClaimWaiter(.claim(let continuation), let outcome):
                 continuation.resume(returning: outcome)
+            case .sendHeldPackets(.heldPackets(let send), let packets):
+                send(packets)
             case .handleRemote(let work):
                 handleRemote(work)
             case .republishOnNewChannel(let delay):
@@ -138,7 +191,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 cluster.readinessMayHaveChanged()
             case .log(let event):
                 log(event)
-            case .completeRequest, .forwardClientCount, .forwardAck, .resumeRouteWaiter, .resumeDrainWaiter, .resumeClaimWaiter:
+            case .completeRequest, .forwardClientCount, .forwardAck, .resumeRouteWaiter, .resumeDrainWaiter, .resumeClaimWaiter, .sendHeldPackets:
                 // A waiter of another kind: the machine hands back what it was given, so this
                 // means a bug in the adapter's calls, never input.
                 logger.error("cluster adapter: waiter of the wrong kind", metadata: ["action": "\(action)"])
@@ -197,9 +250,11 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     // MARK: Lifecycle
 
     public func close() async {
-        let (first, goodbye) = machine.withLockedValue { $0.closeRequested(now: Self.now()) }
-        guard first else { return }
-        run(goodbye)
+        let first = await onLoop { machine, now in
+            let request = machine.closeRequested(now: now)
+            return (request.first, request.actions)
+        }
+        guard first == true else { return }
         // Give the goodbye a moment to be confirmed (bounded): peers would otherwise wait a
         // heartbeat timeout to drop this node.
         let deadline = Self.now() &+ Self.closeDrainNanoseconds
@@ -209,8 +264,12 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         }
         publishWakeups.finish()
         bindingWakeups.finish()
-        heartbeat.withLockedValue { $0?.cancel() }
-        for task in tasks.withLockedValue({ $0 }) { task.cancel() }
+        let tasks = await withLoopState { state -> [Task<Void, Never>] in
+            state.heartbeat?.cancel()
+            state.heartbeat = nil
+            return state.tasks
+        } ?? []
+        for task in tasks { task.cancel() }
         feed { machine, _ in machine.closed() }
     }
 

@@ -60,7 +60,7 @@ private func connected(_ privateId: String = "p", socket: String = "s", rooms: [
 private func claim(_ machine: inout Machine, _ privateId: String = "p", offset: String, id: String, at position: Int64, now: UInt64) -> RecoveryLog.Decision? {
     machine.claimQueued(id: id, offset: offset, deadline: now + 10_000)
     _ = machine.streamRead(body(from: "a", sequence: UInt64(position) + 1_000, .restoreClaim(id: id, privateId: privateId)), streamOffset: position, now: now)
-    let resumed = machine.settled(machine.waitForClaim(id: id, waiter: "restore"))
+    let resumed = machine.waitForClaim(id: id, waiter: "restore")
     for action in resumed { if case .resumeClaimWaiter(_, let outcome) = action { return outcome?.decision } }
     return nil
 }
