@@ -14,29 +14,49 @@ extension RabbitMQAdapter {
         case confirmed, nacked, failed, timedOut
     }
 
+    /// What the publisher does next, decided in one visit to the loop.
+    enum PublisherTurn: Sendable {
+        case replaceChannel(afterNanoseconds: UInt64)
+        case publish(Machine.PublishBatch, deadline: UInt64)
+    }
+
     func runPublisher(on first: AMQPChannel) async {
         var channel = first
         for await _ in publishWakeupStream {
-            if let delay = await withLoopState({ state -> UInt64? in defer { state.channelReplacement = nil }; return state.channelReplacement }) ?? nil {
-                channel = await replacePublishChannel(channel, after: delay)
-            }
-            while let (batch, deadline) = await onLoop({ machine, now in
-                (machine.nextBatch().map { ($0, machine.confirmDeadline(now: now)) }, [])
-            }) ?? nil {
-                switch await publish(batch, on: channel, deadline: deadline) {
-                case .confirmed:
-                    feed { machine, now in machine.publishConfirmed(batch, now: now) }
-                case .nacked:
-                    feed { machine, now in machine.publishNacked(batch, now: now) }
-                case .failed:
-                    // Connection lost or not connected: everything unconfirmed waits for
-                    // recovery; this node's packets in flight are delivered here, in order.
-                    feed { machine, _ in machine.publishFailed(batch) }
-                case .timedOut:
-                    feed { machine, now in machine.publishConfirmTimedOut(batch, now: now) }
+            while let turn = await nextPublisherTurn() {
+                switch turn {
+                case .replaceChannel(let delay):
+                    channel = await replacePublishChannel(channel, after: delay)
+                case .publish(let batch, let deadline):
+                    // The outcome is fed (one `execute`) before the next turn is asked for (a
+                    // later task on the same loop): the machine sees them in this order.
+                    switch await publish(batch, on: channel, deadline: deadline) {
+                    case .confirmed:
+                        feed { machine, now in machine.publishConfirmed(batch, now: now) }
+                    case .nacked:
+                        feed { machine, now in machine.publishNacked(batch, now: now) }
+                    case .failed:
+                        // Connection lost or not connected: everything unconfirmed waits for
+                        // recovery; this node's packets in flight are delivered here, in order.
+                        feed { machine, _ in machine.publishFailed(batch) }
+                    case .timedOut:
+                        feed { machine, now in machine.publishConfirmTimedOut(batch, now: now) }
+                    }
                 }
             }
         }
+    }
+
+    /// A channel the machine asked for comes first; then the next batch, if any.
+    private func nextPublisherTurn() async -> PublisherTurn? {
+        await withLoopState { state -> PublisherTurn? in
+            if let delay = state.channelReplacement {
+                state.channelReplacement = nil
+                return .replaceChannel(afterNanoseconds: delay)
+            }
+            // `nextBatch` returns no actions: nothing to run.
+            return state.machine.nextBatch().map { .publish($0, deadline: state.machine.confirmDeadline(now: Self.now())) }
+        } ?? nil
     }
 
     /// The machine asked for a new channel (`.republishOnNewChannel`): the publisher opens it
