@@ -67,7 +67,7 @@ final class AdminService: Sendable {
                 let message = ChatMessage(
                     id: UUID().uuidString.lowercased(), text: text, date: ChatClock.isoString(Date()), name: Self.operatorName, room: room
                 )
-                history.append(message)
+                history.messageSent(message)
                 io.to(room).emit("message", message.json)
                 report.record("admin", "operator wrote to #\(room)")
                 ack?(["ok": true, "id": .string(message.id)])

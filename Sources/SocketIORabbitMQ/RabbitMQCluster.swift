@@ -22,6 +22,9 @@ public final class RabbitMQCluster: Sendable {
     let logger: Logger
     private let adapters = NIOLockedValueBox<[RabbitMQAdapter]>([])
     private let readiness = NIOLockedValueBox<ReadinessState>(ReadinessState())
+    /// Observers of recoverable events by namespace name (+EventObservers); set before the
+    /// namespace's adapter exists, read once when it is made.
+    let eventObservers = NIOLockedValueBox<[String: RecoverableEventObserver]>([:])
 
     private struct ReadinessState {
         var connected = true
