@@ -2,6 +2,7 @@ import ChatCore
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import SocketIO
 import SocketIORabbitMQ
 
@@ -192,7 +193,8 @@ extension ChatNode {
             },
             clients: { [weak io] in io?.sockets.localSockets() ?? [] }
         )
-        _ = report.startSampling()
+        let sampler = report.startSampling(on: MultiThreadedEventLoopGroup.singleton.any())
+        parts.withLockedValue { $0.adminSampler = sampler }
         AdminService(io: io, access: settings.access, limits: settings.limits, history: history, report: report, logger: logger).install()
     }
 }

@@ -31,11 +31,13 @@ final class ChatNode: Sendable {
     let logger: Logger
     /// What the Engine.IO endpoint talks to: nothing until the node is up.
     let engineDelegate = DeferredEngineDelegate()
-    private let parts = NIOLockedValueBox(Parts())
+    let parts = NIOLockedValueBox(Parts())
 
-    private struct Parts {
+    struct Parts {
         var io: SocketIOServer?
         var cluster: RabbitMQCluster?
+        /// The admin page's rate sampler (a timer on a loop), stopped at close.
+        var adminSampler: RepeatedTask?
         var waitingFor: String = "starting"
         var closing = false
     }
@@ -169,10 +171,11 @@ final class ChatNode: Sendable {
     /// Stops the Socket.IO side after the HTTP server closed its clients: the adapter flushes
     /// what it still holds for the other nodes, then the broker connection closes.
     func close() async {
-        let (io, cluster) = parts.withLockedValue { parts in
+        let (io, cluster, sampler) = parts.withLockedValue { parts in
             parts.closing = true
-            return (parts.io, parts.cluster)
+            return (parts.io, parts.cluster, parts.adminSampler)
         }
+        sampler?.cancel()
         await io?.close()
         await cluster?.close()
     }
