@@ -10,6 +10,11 @@ def payloads(client, event="broadcast"):
     return [args[0] for args in client.received(event)]
 
 
+def traffic_seen(client):
+    """(origin node, sequence number) of every `traffic` packet the client received, in order."""
+    return [(p["node"], p["seq"]) for p in payloads(client, "traffic")]
+
+
 def settle():
     # Extra deliveries (duplicates) would arrive within this after the expected ones.
     time.sleep(0.7)

@@ -3,7 +3,7 @@ what the cluster loses (nothing confirmed) and how it reports it."""
 import signal
 import time
 
-from .clusterkit import is_ready, node_metrics, payloads, settle
+from .clusterkit import is_ready, node_metrics, payloads, settle, traffic_seen
 from .conftest import Node, list_queues, rabbitmq, wait_until
 
 
@@ -42,17 +42,14 @@ def test_broker_restart_under_steady_traffic_loses_and_duplicates_nothing(cluste
     ready_after = time.monotonic() - returned
     expected = {(node.name, seq) for node in cluster for seq in range(count)}
 
-    def seen(client):
-        return [(p["node"], p["seq"]) for p in payloads(client, "traffic")]
-
-    done = wait_until(lambda: all(len(seen(o)) >= len(expected) for o in observers), 20)
+    done = wait_until(lambda: all(len(traffic_seen(o)) >= len(expected) for o in observers), 20)
     settle()
     metrics = [node_metrics(node) for node in cluster]
     overflow = sum(m["outboxOverflow"] for m in metrics)
     print(f"\nready {ready_after:.1f}s after the broker returned; metrics: {metrics}")
     for observer in observers:
         assert observer.sio.connected, "clients stay connected while the broker is away"
-        received = seen(observer)
+        received = traffic_seen(observer)
         missing = expected - set(received)
         duplicated = len(received) - len(set(received))
         assert duplicated == 0, f"{observer.node.name}: {duplicated} duplicates"
@@ -106,17 +103,14 @@ def test_forced_connection_close_under_traffic_loses_and_duplicates_nothing(clus
     rabbitmq("close-connections")
     expected = {(node.name, seq) for node in cluster for seq in range(count)}
 
-    def seen(client):
-        return [(p["node"], p["seq"]) for p in payloads(client, "traffic")]
-
-    done = wait_until(lambda: all(len(seen(o)) >= len(expected) for o in observers), 30)
+    done = wait_until(lambda: all(len(traffic_seen(o)) >= len(expected) for o in observers), 30)
     settle()
     metrics = [node_metrics(node) for node in cluster]
     print(f"\nafter a forced close: {metrics}")
     for node in cluster:
         assert any("RabbitMQ connection recovered" in line for line in node.lines), f"{node.name} never lost its connection"
     for observer in observers:
-        received = seen(observer)
+        received = traffic_seen(observer)
         assert len(received) == len(set(received)), f"{observer.node.name}: duplicates"
         assert set(received) == expected, f"{observer.node.name}: {len(expected - set(received))} missing"
         for node in cluster:
