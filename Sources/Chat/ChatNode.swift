@@ -130,8 +130,9 @@ final class ChatNode: Sendable {
         return false
     }
 
-    /// Connects to RabbitMQ, retrying every 2 s. The first failure is logged as one clear
-    /// line; later ones only at debug level, so an outage does not flood the log.
+    /// Connects to RabbitMQ, waiting for it as long as it takes (AMQPClient retries with its
+    /// back-off, 0.1 s doubling to 5 s). The first failure is logged as one clear line; later
+    /// ones only at debug level, so an outage does not flood the log. Nil when cancelled first.
     private func connectCluster() async -> RabbitMQCluster? {
         var options = RabbitMQAdapterOptions()
         options.roomAwareRouting = settings.roomAwareRouting
@@ -140,28 +141,23 @@ final class ChatNode: Sendable {
         // than a reconnect needs. A restore reads only its window of it (by timestamp).
         options.recoveryStreamMaxAge = Self.historyMaxAge
         options.recoveryStreamMaxLengthBytes = Self.historyMaxBytes
-        var reported = false
-        while !Task.isCancelled {
-            do {
-                let cluster = try await RabbitMQCluster.connect(
-                    urls: settings.amqpURLs, nodeName: settings.nodeName, options: options, logger: logger
-                )
-                if reported { logger.notice("RabbitMQ is reachable again; starting") }
-                return cluster
-            } catch {
-                // Shown on /readyz and in the log: the URLs without their passwords.
-                let reason = "RabbitMQ at \(AMQPURLRedaction.redact(settings.amqpURLs)) is not reachable (\(error)); retrying every 2 s"
-                parts.withLockedValue { $0.waitingFor = reason }
-                if !reported {
-                    logger.error("\(reason)")
-                    reported = true
-                } else {
-                    logger.debug("\(reason)")
+        let urls = AMQPURLRedaction.redact(settings.amqpURLs)
+        do {
+            let cluster = try await RabbitMQCluster.connect(
+                urls: settings.amqpURLs, nodeName: settings.nodeName, options: options, logger: logger,
+                waitingForBroker: { [self] attempt, error in
+                    // Shown on /readyz and in the log: the URLs without their passwords.
+                    let reason = "RabbitMQ at \(urls) is not reachable (\(error)); retrying (attempt \(attempt))"
+                    parts.withLockedValue { $0.waitingFor = reason }
+                    if attempt == 1 { logger.error("\(reason)") } else { logger.debug("\(reason)") }
                 }
-                try? await Task.sleep(nanoseconds: 2_000_000_000)
-            }
+            )
+            if parts.withLockedValue({ $0.waitingFor }) != "starting" { logger.notice("RabbitMQ is reachable again; starting") }
+            return cluster
+        } catch {
+            if !(error is CancellationError) { logger.error("could not connect to RabbitMQ", metadata: ["error": "\(error)"]) }
+            return nil
         }
-        return nil
     }
 
     /// How long and how large the recovery stream, and so the rooms' history, is kept.
