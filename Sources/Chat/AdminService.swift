@@ -2,6 +2,7 @@ import ChatCore
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import SocketIO
 import SocketIORabbitMQ
 
@@ -67,7 +68,7 @@ final class AdminService: Sendable {
                 let message = ChatMessage(
                     id: UUID().uuidString.lowercased(), text: text, date: ChatClock.isoString(Date()), name: Self.operatorName, room: room
                 )
-                history.append(message)
+                history.messageSent(message)
                 io.to(room).emit("message", message.json)
                 report.record("admin", "operator wrote to #\(room)")
                 ack?(["ok": true, "id": .string(message.id)])
@@ -192,7 +193,8 @@ extension ChatNode {
             },
             clients: { [weak io] in io?.sockets.localSockets() ?? [] }
         )
-        _ = report.startSampling()
+        let sampler = report.startSampling(on: MultiThreadedEventLoopGroup.singleton.any())
+        parts.withLockedValue { $0.adminSampler = sampler }
         AdminService(io: io, access: settings.access, limits: settings.limits, history: history, report: report, logger: logger).install()
     }
 }

@@ -237,11 +237,24 @@ struct ChatCommand: AsyncParsableCommand {
             logger: logger
         )
 
-        let service = ChatNodeService(http: http, node: node, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        )
-        try await group.run()
+        // Started together; on SIGTERM shut down in reverse order, each after the one before
+        // it finished: the HTTP server first (clients are told to reconnect, to another node
+        // behind the load balancer), then the node (the adapter flushes what it holds for the
+        // other nodes, the broker connection closes). A node that cannot start ends the group.
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: node, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: ChatHTTPService(http: http, logger: logger), failureTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+        ))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("chat node stopped on an error", metadata: ["error": "\(error)"])
+            throw error
+        }
+        logger.info("stopped")
     }
 }
 
@@ -252,12 +265,10 @@ extension ChatCommand {
     }
 }
 
-/// Runs one node: starts the broker side and the HTTP server, and on SIGTERM stops
-/// accepting, closes clients (they reconnect, to another node behind the load balancer)
-/// and flushes what is still queued for the broker.
-struct ChatNodeService: Service {
+/// The node's HTTP server (Engine.IO, the pages, health and metrics) as a service: on
+/// graceful shutdown it stops accepting and closes its clients.
+struct ChatHTTPService: Service {
     let http: EngineIOHTTPServer
-    let node: ChatNode
     let logger: Logger
 
     func run() async throws {
@@ -265,33 +276,9 @@ struct ChatNodeService: Service {
         // Written unbuffered: scripts wait for this line to know the node accepts connections.
         let line = "listening on http://\(http.configuration.host):\(http.port ?? http.configuration.port)\n"
         FileHandle.standardOutput.write(Data(line.utf8))
-        // The Socket.IO side starts in the background (the broker may be away for a while),
-        // but a start that fails (an adapter could not declare its queues) ends the service
-        // with that error instead of leaving a node that looks up and never gets ready.
-        let (startFailures, reportStartFailure) = AsyncStream<any Error>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let startup = Task {
-            do { try await node.start() } catch { reportStartFailure.yield(error) }
-        }
-        let startFailure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
-            group.addTask {
-                for await error in startFailures { return error }
-                return nil
-            }
-            group.addTask {
-                try? await gracefulShutdown()
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        startup.cancel()
-        if let startFailure { logger.critical("chat node could not start", metadata: ["error": "\(startFailure)"]) }
+        try? await gracefulShutdown()
         logger.info("shutting down: closing client connections so they reconnect elsewhere")
         await http.shutdown()
-        await node.close()
-        logger.info("stopped")
-        if let startFailure { throw startFailure }
     }
 }
 

@@ -141,7 +141,7 @@ final class ChatService: Sendable {
         let message = ChatMessage(
             id: Self.makeMessageId(), text: text, date: ChatClock.isoString(Date()), name: profile.name, room: profile.room
         )
-        history.append(message)
+        history.messageSent(message)
         // Built as a JSONValue directly and encoded once by the broadcast: no Codable round
         // trip (JSONEncoder, then parsing its text) per message.
         io.to(profile.room).emit("message", [message.json])
