@@ -118,31 +118,41 @@ public final class AMQPChannel: Sendable {
     public func publish(_ body: ByteBuffer, exchange: String = "", routingKey: String,
                         properties: AMQPBasicProperties = .none, mandatory: Bool = false,
                         confirmDeadline: NIODeadline? = nil) async throws {
+        try await publishFuture(body, exchange: exchange, routingKey: routingKey, properties: properties, mandatory: mandatory,
+                                confirmDeadline: confirmDeadline).get()
+    }
+
+    /// The same publish for code that lives on the connection's event loop: no task, and the
+    /// returned future completes on that loop (with the outcomes `publish` throws). Called on
+    /// the loop, the frames are written before it returns; from elsewhere, in a loop task.
+    public func publishFuture(_ body: ByteBuffer, exchange: String = "", routingKey: String,
+                              properties: AMQPBasicProperties = .none, mandatory: Bool = false,
+                              confirmDeadline: NIODeadline? = nil) -> EventLoopFuture<Void> {
         let core = connectionCore
         let channel = self.core
         let promise = core.eventLoop.makePromise(of: Void.self)
-        core.eventLoop.execute {
+        let outcome = confirmDeadline == nil ? promise : core.eventLoop.makePromise(of: Void.self)
+        let start: @Sendable () -> Void = {
+            if let confirmDeadline {
+                // Both callbacks run on the loop: whichever comes first settles `outcome`.
+                var settled = false
+                let timer = core.eventLoop.scheduleTask(deadline: confirmDeadline) {
+                    guard !settled else { return }
+                    settled = true
+                    outcome.fail(AMQPError.confirmTimedOut)
+                }
+                promise.futureResult.whenComplete { result in
+                    timer.cancel()
+                    guard !settled else { return }
+                    settled = true
+                    outcome.completeWith(result)
+                }
+            }
             core.publish(on: channel, body: body, exchange: exchange, routingKey: routingKey,
                          properties: properties, mandatory: mandatory, promise: promise)
         }
-        guard let confirmDeadline else { return try await promise.futureResult.get() }
-        let outcome = core.eventLoop.makePromise(of: Void.self)
-        core.eventLoop.execute {
-            // Both callbacks run on the loop: whichever comes first settles `outcome`.
-            var settled = false
-            let timer = core.eventLoop.scheduleTask(deadline: confirmDeadline) {
-                guard !settled else { return }
-                settled = true
-                outcome.fail(AMQPError.confirmTimedOut)
-            }
-            promise.futureResult.whenComplete { result in
-                timer.cancel()
-                guard !settled else { return }
-                settled = true
-                outcome.completeWith(result)
-            }
-        }
-        try await outcome.futureResult.get()
+        if core.eventLoop.inEventLoop { start() } else { core.eventLoop.execute(start) }
+        return outcome.futureResult
     }
 
     public func publish(_ body: some Sequence<UInt8>, exchange: String = "", routingKey: String,

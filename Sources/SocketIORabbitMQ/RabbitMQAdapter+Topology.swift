@@ -37,12 +37,12 @@ extension RabbitMQAdapter {
             let streamConsumer = try await startStreamConsumer(resuming: false)
             let started: [Task<Void, Never>] = [
                 Task { [weak self] in await self?.runNodeConsumer(consumer) },
-                Task { [weak self] in await self?.runPublisher(on: publish) },
                 Task { [weak self] in await self?.runStreamConsumer(streamConsumer) },
                 Task { [weak self] in await self?.runBindingChanges() },
             ]
             await withLoopState { state in
                 state.tasks.append(contentsOf: started)
+                state.publisher.channel = publish
                 state.nodeChannel = consume
             }
         } catch {

@@ -22,9 +22,9 @@ import SocketIO
 /// once when called on it, otherwise through `execute`), and the actions it returns right
 /// after, so actions run in the order of events: recoverable packets reach local sockets in
 /// the stream's order because one thread delivers them. An event fed while actions run
-/// (a delivery's side effect) waits until they are done. Timers are scheduled on that loop;
-/// the tasks that wait for the broker (publisher, consumers, binding runner) only touch the
-/// state through it. Readers on other threads get a copy published after every event
+/// (a delivery's side effect) waits until they are done. Timers are scheduled on that loop,
+/// and the publisher runs there (+Publisher); the tasks that wait for the broker (consumers,
+/// binding runner, restores) only touch the state through it. Readers on other threads get a copy published after every event
 /// (`ClusterAdapterMonitoring`).
 public final class RabbitMQAdapter: SocketIOAdapter {
     typealias Machine = ClusterAdapterStateMachine<Waiter>
@@ -45,6 +45,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         var machine: Machine
         var tasks: [Task<Void, Never>] = []
         var heartbeat: RepeatedTask?
+        var publisher = PublisherState()
         /// Set when the machine asks the publisher for a new channel: the back-off before it.
         var channelReplacement: UInt64?
         /// The channel this node's queue is consumed and bound on (replaced when its consumer restarts).
@@ -72,8 +73,6 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     let state: NIOLoopBoundBox<LoopState>
     /// Written on `loop` after every event, read anywhere (monitoring, not protocol state).
     let published: NIOLockedValueBox<ClusterAdapterMonitoring>
-    let publishWakeups: AsyncStream<Void>.Continuation
-    let publishWakeupStream: AsyncStream<Void>
     let bindingWakeups: AsyncStream<Void>.Continuation
     let bindingWakeupStream: AsyncStream<Void>
     /// Who reads this namespace's recoverable events (+EventReplay), if anyone.
@@ -102,7 +101,6 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         self.loop = cluster.connection.eventLoop
         self.published = NIOLockedValueBox(machine.monitoring)
         self.state = .makeBoxSendingValue(LoopState(machine: machine), eventLoop: cluster.connection.eventLoop)
-        (publishWakeupStream, publishWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (bindingWakeupStream, bindingWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -172,7 +170,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             case .deliver(let messages, let rooms, let except, let held, let volatile):
                 namespace.deliver(messages, to: localRecipients(rooms: rooms, except: except, held: held), volatile: volatile)
             case .wakePublisher:
-                publishWakeups.yield()
+                publishNext()
             case .wakeBindingRunner:
                 bindingWakeups.yield()
             case .completeRequest(.request(let continuation), let completion):
@@ -271,7 +269,6 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             feed { machine, _ in machine.waitForDrain(waiter: .drain(continuation), deadline: deadline) }
             armDeadline(deadline)
         }
-        publishWakeups.finish()
         bindingWakeups.finish()
         let tasks = await withLoopState { state -> [Task<Void, Never>] in
             state.heartbeat?.cancel()
