@@ -177,9 +177,16 @@ public final class AMQPChannel: Sendable {
     /// `argumentsOnRecovery`, when given, is called at each recovery for the arguments of the
     /// restarted consumer: a stream consumer passes the `x-stream-offset` after the last message it
     /// handled, so that it neither skips what was appended while it was away nor starts over.
+    ///
+    /// `onDelivery`, when given, sees every delivery on the connection's event loop as it is read
+    /// (also after a recovery), before the sequence gets it: for code that lives on that loop and
+    /// would otherwise wait for a task to hand the message back. It must not block, and must not
+    /// call into this connection synchronously (hop with `eventLoop.execute`). The sequence still
+    /// gets every message (to acknowledge it, and to see the consumer end).
     public func consume(queue: String, consumerTag: String? = nil, noAck: Bool = false, exclusive: Bool = false,
                         arguments: AMQPFieldTable = [:], bufferHighWatermark: Int = 1024,
-                        argumentsOnRecovery: (@Sendable () -> AMQPFieldTable)? = nil) async throws -> AMQPConsumer {
+                        argumentsOnRecovery: (@Sendable () -> AMQPFieldTable)? = nil,
+                        onDelivery: (@Sendable (AMQPMessage) -> Void)? = nil) async throws -> AMQPConsumer {
         let tag = consumerTag ?? "swift-amqp-\(UInt64.random(in: 0...UInt64.max))"
         let core = connectionCore
         let channel = self.core
@@ -190,7 +197,7 @@ public final class AMQPChannel: Sendable {
                 lowWatermark: high / 4, highWatermark: high),
             finishOnDeinit: true,
             delegate: ConsumerFlowDelegate(core: core, channelID: id, tag: tag))
-        let sink = ConsumerSink(tag: tag, source: producer.source)
+        let sink = ConsumerSink(tag: tag, source: producer.source, onDelivery: onDelivery)
         let consume = BasicConsume(queue: queue, consumerTag: tag, noLocal: false, noAck: noAck, exclusive: exclusive,
                                    noWait: false, arguments: arguments)
         let promise = core.eventLoop.makePromise(of: AMQPMethod.self)

@@ -26,6 +26,7 @@ extension ConnectionCore {
                 body: content.body, properties: content.properties, deliveryTag: deliver.deliveryTag,
                 redelivered: deliver.redelivered, exchange: deliver.exchange, routingKey: deliver.routingKey,
                 consumerTag: tag, messageCount: nil, channel: publicChannel, channelGeneration: channel.generation)
+            sink.onDelivery?(message)
             if sink.batch.isEmpty { sinksWithBatches.append(sink) }
             sink.batch.append(message)
         case .returned(let content):

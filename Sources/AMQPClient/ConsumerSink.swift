@@ -12,13 +12,16 @@ final class ConsumerSink: @unchecked Sendable {
 
     let tag: String
     let source: Source
+    /// Called on the loop with each delivery as it is read, before it is batched for `source`.
+    let onDelivery: (@Sendable (AMQPMessage) -> Void)?
     var batch: [AMQPMessage] = []
     /// True while this consumer's buffer is over its high watermark and holds the socket's reads.
     var isHoldingReads = false
 
-    init(tag: String, source: Source) {
+    init(tag: String, source: Source, onDelivery: (@Sendable (AMQPMessage) -> Void)? = nil) {
         self.tag = tag
         self.source = source
+        self.onDelivery = onDelivery
     }
 }
 

@@ -30,7 +30,14 @@ extension RabbitMQAdapter {
         if resuming {
             arguments = try await isStreamStillTheOneRead(recoveryStreamName) ? resumeArguments() : ["x-stream-offset": .longString("first")]
         }
-        return try await channel.consume(queue: recoveryStreamName, noAck: false, arguments: arguments, argumentsOnRecovery: resumeArguments)
+        // Read on the loop, handled on the loop: the machine gets each message without a task
+        // in between (a loop task of its own, so the AMQP client is not re-entered).
+        let loop = self.loop
+        let onDelivery: @Sendable (AMQPMessage) -> Void = { [weak self] message in
+            loop.execute { self?.streamMessageRead(message) }
+        }
+        return try await channel.consume(queue: recoveryStreamName, noAck: false, arguments: arguments, argumentsOnRecovery: resumeArguments,
+                                         onDelivery: onDelivery)
     }
 
     /// After the broker cancelled the live consumer: reads the message at the last offset
@@ -73,9 +80,8 @@ extension RabbitMQAdapter {
         while let current = consumer {
             do {
                 var handled = 0
+                // The machine got each message on the loop (`onDelivery`); here they are only acknowledged.
                 for try await message in current {
-                    let offset = Self.streamOffset(of: message)
-                    feed { machine, now in machine.streamBodyRead(message.body, streamOffset: offset, now: now) }
                     handled += 1
                     if handled % Self.ackBatch == 0 { try? await message.ack(multiple: true) }
                 }
@@ -100,6 +106,12 @@ extension RabbitMQAdapter {
             }
             feed { machine, _ in machine.streamConsumerRestarted() }
         }
+    }
+
+    /// One live recovery-stream message, on the loop.
+    private func streamMessageRead(_ message: AMQPMessage) {
+        let offset = Self.streamOffset(of: message)
+        feed { machine, now in machine.streamBodyRead(message.body, streamOffset: offset, now: now) }
     }
 
     /// The stream offset RabbitMQ puts in the headers of every message a stream consumer gets.
