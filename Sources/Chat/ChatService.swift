@@ -46,7 +46,7 @@ final class ChatService: Sendable {
     /// Per-socket state lives in `socket.data` (so other nodes see it through fetchSockets).
     /// Message limits follow the client address and name across connections
     /// (`ChatRateLimiter`); `typing`, `join` and `set-name` have buckets of this connection,
-    /// in boxes owned by its handlers.
+    /// in its `ChatConnection`, the one object every handler below captures.
     private func accept(_ socket: SocketIOSocket) {
         var profile = ChatProfile(socket.data)
         if !socket.recovered || profile == nil {
@@ -62,63 +62,70 @@ final class ChatService: Sendable {
             socket.data = chosen.json
             socket.join(room)
         }
-        let address = socket.clientAddress
-        let now = Self.now()
-        let typingBucket = NIOLockedValueBox(TokenBucket(ratePerSecond: limits.typingPerSecond, burst: limits.typingBurst, now: now))
-        let changeBucket = NIOLockedValueBox(TokenBucket(ratePerSecond: limits.roomChangesPerSecond, burst: limits.roomChangeBurst, now: now))
-
-        socket.on("message") { [self] args, ack in
-            receiveMessage(from: socket, address: address, args: args, ack: ack)
+        let connection = ChatConnection(service: self, socket: socket, now: Self.now())
+        // Each closure captures `connection` alone, so it needs no context of its own.
+        socket.on("message") { [connection] args, ack in
+            connection.service.receiveMessage(from: connection.socket, address: connection.address, args: args, ack: ack)
         }
-        socket.on("join") { [self] args, ack in
-            guard changeBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
-                metrics.eventsRateLimited.increment()
-                return refuse(socket, .tooManyChanges, ack: ack)
-            }
-            let requested = args.first?["room"]?.stringValue ?? args.first?.stringValue ?? ""
-            switch ChatRules.validateRoom(requested, limits: limits) {
-            case .failure(let error): refuse(socket, error, ack: ack)
-            case .success(let room): Task { await self.move(socket, to: room, ack: ack) }
-            }
-        }
-        socket.on("set-name") { [self] args, ack in
-            if namesFromTokens { return refuse(socket, .nameFromToken, ack: ack) }
-            guard changeBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
-                metrics.eventsRateLimited.increment()
-                return refuse(socket, .tooManyChanges, ack: ack)
-            }
-            switch ChatRules.validateName(args.first?.stringValue ?? "", limits: limits) {
-            case .failure(let error): refuse(socket, error, ack: ack)
-            case .success(let name):
-                guard var current = ChatProfile(socket.data) else { return }
-                current.name = name
-                socket.data = current.json
-                ack?(["ok": true, "name": .string(name)])
-                presence.roomChanged(current.room)
-            }
-        }
-        socket.on("typing") { [self] args, _ in
-            // Dropped silently past the limit: typing indicators are volatile anyway.
-            guard typingBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
-                metrics.eventsRateLimited.increment()
-                return
-            }
-            guard let current = ChatProfile(socket.data) else { return }
-            let typing = args.first?.boolValue ?? false
-            socket.to(current.room).volatile.emit(
-                "typing", ["name": .string(current.name), "room": .string(current.room), "typing": .bool(typing)]
-            )
-        }
-        socket.onAny { [self] _, _ in metrics.eventsReceived.increment() }
-        socket.onDisconnect { [self] reason in
-            if reason == .slowClient { metrics.slowClientDisconnects.increment() }
-            guard let current = ChatProfile(socket.data) else { return }
-            presence.roomChanged(current.room)
-        }
+        socket.on("join") { [connection] args, ack in connection.service.join(connection, args: args, ack: ack) }
+        socket.on("set-name") { [connection] args, ack in connection.service.setName(connection, args: args, ack: ack) }
+        socket.on("typing") { [connection] args, _ in connection.service.typing(connection, args: args) }
+        socket.onAny { [metrics] _, _ in metrics.eventsReceived.increment() }
+        socket.onDisconnect { [connection] reason in connection.service.disconnected(connection.socket, reason: reason) }
 
         if !socket.recovered, let profile {
             Task { await self.welcome(socket, profile: profile) }
         }
+    }
+
+    private func join(_ connection: ChatConnection, args: [JSONValue], ack: SocketIOAcknowledgement?) {
+        let socket = connection.socket
+        guard connection.takeRoomChange(now: Self.now()) else {
+            metrics.eventsRateLimited.increment()
+            return refuse(socket, .tooManyChanges, ack: ack)
+        }
+        let requested = args.first?["room"]?.stringValue ?? args.first?.stringValue ?? ""
+        switch ChatRules.validateRoom(requested, limits: limits) {
+        case .failure(let error): refuse(socket, error, ack: ack)
+        case .success(let room): Task { await self.move(socket, to: room, ack: ack) }
+        }
+    }
+
+    private func setName(_ connection: ChatConnection, args: [JSONValue], ack: SocketIOAcknowledgement?) {
+        let socket = connection.socket
+        if namesFromTokens { return refuse(socket, .nameFromToken, ack: ack) }
+        guard connection.takeRoomChange(now: Self.now()) else {
+            metrics.eventsRateLimited.increment()
+            return refuse(socket, .tooManyChanges, ack: ack)
+        }
+        switch ChatRules.validateName(args.first?.stringValue ?? "", limits: limits) {
+        case .failure(let error): refuse(socket, error, ack: ack)
+        case .success(let name):
+            guard var current = ChatProfile(socket.data) else { return }
+            current.name = name
+            socket.data = current.json
+            ack?(["ok": true, "name": .string(name)])
+            presence.roomChanged(current.room)
+        }
+    }
+
+    private func typing(_ connection: ChatConnection, args: [JSONValue]) {
+        // Dropped silently past the limit: typing indicators are volatile anyway.
+        guard connection.takeTyping(now: Self.now()) else {
+            metrics.eventsRateLimited.increment()
+            return
+        }
+        guard let current = ChatProfile(connection.socket.data) else { return }
+        let typing = args.first?.boolValue ?? false
+        connection.socket.to(current.room).volatile.emit(
+            "typing", ["name": .string(current.name), "room": .string(current.room), "typing": .bool(typing)]
+        )
+    }
+
+    private func disconnected(_ socket: SocketIOSocket, reason: SocketDisconnectReason) {
+        if reason == .slowClient { metrics.slowClientDisconnects.increment() }
+        guard let current = ChatProfile(socket.data) else { return }
+        presence.roomChanged(current.room)
     }
 
     private func receiveMessage(
