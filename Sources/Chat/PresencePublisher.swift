@@ -11,6 +11,11 @@ final class PresencePublisher: Sendable {
     private struct State {
         var schedule = PresenceSchedule()
         var recent: [String: (presence: RoomPresence, readAt: ContinuousClock.Instant)] = [:]
+        /// `recent` is swept of reads older than `interval` (never used again) when it reaches
+        /// this size: without it every one-member room stayed here for good, about 130 bytes
+        /// per idle connection when each is alone in its room.
+        var sweepAt = State.minimumSweepSize
+        static let minimumSweepSize = 64
         /// One lookup per room at a time: a crowd arriving together shares it.
         var reading: [String: Task<RoomPresence, Never>] = [:]
     }
@@ -82,6 +87,12 @@ final class PresencePublisher: Sendable {
                 state.recent[room] = nil
             } else {
                 state.recent[room] = (presence, readAt)
+            }
+            if state.recent.count >= state.sweepAt {
+                let now = ContinuousClock.now
+                state.recent = state.recent.filter { now - $0.value.readAt < interval }
+                // Twice what is left: sweeping stays linear in the reads made.
+                state.sweepAt = max(State.minimumSweepSize, state.recent.count * 2)
             }
         }
         return presence
