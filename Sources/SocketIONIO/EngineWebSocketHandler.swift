@@ -25,12 +25,15 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    enum Role {
+    /// Boxed (`indirect`): the handshake is needed only until the handler is added, and
+    /// inline it made every WebSocket's handler larger for the connection's whole life.
+    indirect enum Role {
         case handshake(EngineIOEndpoint, EngineHandshakeRequest)
         case probe(EngineSession)
     }
 
-    private let role: Role
+    /// Until the handler is added.
+    private var role: Role?
     private let channelLoop: any EventLoop
     private var context: ChannelHandlerContext?
     /// The client's frames: this handler is the whole WebSocket pipeline (see
@@ -73,6 +76,8 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        guard let role else { return }
+        self.role = nil
         switch role {
         case .handshake(let endpoint, let request):
             let session = endpoint.createSession(transport: .websocket, on: context.eventLoop, handshake: request)
