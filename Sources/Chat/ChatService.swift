@@ -74,7 +74,12 @@ final class ChatService: Sendable {
         socket.onDisconnect { [connection] reason in connection.service.disconnected(connection.socket, reason: reason) }
 
         if !socket.recovered, let profile {
-            Task { await self.welcome(socket, profile: profile) }
+            // On this loop, right after the CONNECT reply, when presence needs no other node.
+            if let members = presence.presenceNow(of: profile.room) {
+                sendWelcome(socket, profile: profile, members: members)
+            } else {
+                Task { await self.welcome(socket, profile: profile) }
+            }
         }
     }
 
@@ -105,7 +110,7 @@ final class ChatService: Sendable {
             current.name = name
             socket.data = current.json
             ack?(["ok": true, "name": .string(name)])
-            presence.roomChanged(current.room)
+            presence.roomChanged(current.room, on: socket.eventLoop)
         }
     }
 
@@ -125,7 +130,7 @@ final class ChatService: Sendable {
     private func disconnected(_ socket: SocketIOSocket, reason: SocketDisconnectReason) {
         if reason == .slowClient { metrics.slowClientDisconnects.increment() }
         guard let current = ChatProfile(socket.data) else { return }
-        presence.roomChanged(current.room)
+        presence.roomChanged(current.room, on: socket.eventLoop)
     }
 
     private func receiveMessage(
@@ -176,12 +181,16 @@ final class ChatService: Sendable {
         }
         let members = await presence.presence(of: room).including(profile.name)
         ack?(snapshot(for: profile, presence: members, acknowledging: true))
-        if previous != room { presence.roomChanged(previous) }
-        presence.roomChanged(room)
+        if previous != room { presence.roomChanged(previous, on: socket.eventLoop) }
+        presence.roomChanged(room, on: socket.eventLoop)
     }
 
     private func welcome(_ socket: SocketIOSocket, profile: ChatProfile) async {
-        let members = await presence.presence(of: profile.room).including(profile.name)
+        sendWelcome(socket, profile: profile, members: await presence.presence(of: profile.room))
+    }
+
+    private func sendWelcome(_ socket: SocketIOSocket, profile: ChatProfile, members: RoomPresence) {
+        let members = members.including(profile.name)
         // The same fields as `snapshot`, the client's own first; the room's history and the
         // rooms list are encoded once per change of the room and shared by every newcomer
         // (`WelcomeEncoder`). Not logged for recovery: a welcome carries up to a room's whole
@@ -194,7 +203,7 @@ final class ChatService: Sendable {
             "memberCount": .number(String(members.count)),
         ]
         socket.emitWithoutRecovery("welcome", own, sharing: welcomes.sharedFields(room: profile.room, rooms: roomList(for: profile)))
-        presence.roomChanged(profile.room)
+        presence.roomChanged(profile.room, on: socket.eventLoop)
     }
 
     /// Every room a client may switch to: the active ones, the default room and its own.
