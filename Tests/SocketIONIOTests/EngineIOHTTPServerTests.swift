@@ -247,6 +247,28 @@ private let websocket = "/engine.io/?EIO=4&transport=websocket"
         }
     }
 
+    @Test func aFrameAgainstTheProtocolCloses1002() async throws {
+        try await withTestServer { _, port, delegate in
+            let socket = try await TestWebSocket.connect(port: port, uri: websocket)
+            _ = try await socket.nextText()
+            // A (masked, empty) continuation frame with no message to continue.
+            try await socket.channel.writeAndFlush(ByteBuffer(bytes: [0x80, 0x80, 1, 2, 3, 4]))
+            #expect(try await socket.next() == .close(code: 1002))
+            try await delegate.waitUntil { $0.closed.count == 1 }
+        }
+    }
+
+    @Test func aFragmentedMessageArrivesWhole() async throws {
+        try await withTestServer { _, port, delegate in
+            let socket = try await TestWebSocket.connect(port: port, uri: websocket)
+            _ = try await socket.nextText()
+            // "4he" then "llo" (unmasked, as the server also accepts), a ping between them.
+            try await socket.channel.writeAndFlush(ByteBuffer(bytes: [0x01, 3] + Array("4he".utf8) + [0x89, 0] + [0x80, 3] + Array("llo".utf8)))
+            try await delegate.waitUntil { !$0.received.isEmpty }
+            #expect(delegate.record.withLockedValue { $0.received } == [EngineMessage(text: "hello")])
+        }
+    }
+
     @Test func messagesSentInOneTickAfterTheFirstWaitForOneLaterFlush() async throws {
         let greeting = [EngineMessage(text: "a")]
         try await withTestServer(configure: { $0.webSocketMinimumFlushGap = .milliseconds(5) }, delegate: RecordingDelegate(greeting: greeting)) { _, port, delegate in
