@@ -120,8 +120,12 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "Seconds a dropped client may take to come back and get what it missed (env RECOVERY_WINDOW).")
     var recoveryWindow: Int64 = Env.int64("RECOVERY_WINDOW") ?? 120
 
-    @Flag(help: "Route room broadcasts only to nodes with members in the room (env ROOM_AWARE_ROUTING=1); all nodes must agree.")
-    var roomAwareRouting: Bool = Env.string("ROOM_AWARE_ROUTING") == "1"
+    // A flag's default must be false for ArgumentParser (a default read from the environment
+    // failed validation whenever it was true), so the environment is read beside it.
+    @Flag(name: .customLong("room-aware-routing"),
+          help: "Route room broadcasts only to nodes with members in the room (env ROOM_AWARE_ROUTING=1); all nodes must agree.")
+    var roomAwareRoutingFlag = false
+    var roomAwareRouting: Bool { roomAwareRoutingFlag || Env.string("ROOM_AWARE_ROUTING") == "1" }
 
     // Hostile clients (docs/SECURITY.md, "HTTP and transport").
     @Option(help: "Origins whose pages may connect besides the chat's own, comma-separated; * allows any (env ALLOWED_ORIGINS).")
