@@ -1,6 +1,7 @@
 import ChatCore
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import SocketIO
 
 /// This node's part of the admin page: what it is, how it is doing and what it saw. Each
@@ -37,16 +38,14 @@ final class AdminNodeReport: Sendable {
         activity.withLockedValue { $0.record(time: now, kind: kind, detail: detail) }
     }
 
-    /// Samples the packet counters once a second for the rate chart, until cancelled.
-    func startSampling() -> Task<Void, Never> {
-        Task { [weak self] in
-            while !Task.isCancelled {
-                guard let self else { return }
-                let totals = self.packetTotals()
-                let now = Date().timeIntervalSince1970
-                self.activity.withLockedValue { $0.sample(time: now, packetsIn: totals.received, packetsOut: totals.sent) }
-                try? await Task.sleep(nanoseconds: 1_000_000_000)
-            }
+    /// Samples the packet counters once a second for the rate chart, on `eventLoop`'s timer,
+    /// until the returned task is cancelled.
+    func startSampling(on eventLoop: any EventLoop) -> RepeatedTask {
+        eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { [weak self] _ in
+            guard let self else { return }
+            let totals = self.packetTotals()
+            let now = Date().timeIntervalSince1970
+            self.activity.withLockedValue { $0.sample(time: now, packetsIn: totals.received, packetsOut: totals.sent) }
         }
     }
 

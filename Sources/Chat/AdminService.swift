@@ -67,7 +67,7 @@ final class AdminService: Sendable {
                 let message = ChatMessage(
                     id: UUID().uuidString.lowercased(), text: text, date: ChatClock.isoString(Date()), name: Self.operatorName, room: room
                 )
-                history.append(message)
+                history.messageSent(message)
                 io.to(room).emit("message", message.json)
                 report.record("admin", "operator wrote to #\(room)")
                 ack?(["ok": true, "id": .string(message.id)])
@@ -174,25 +174,5 @@ extension UInt8 {
     fileprivate var isASCIIAlphanumeric: Bool {
         (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self)
             || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self)
-    }
-}
-
-extension ChatNode {
-    /// The admin namespace and this node's report for it; called once the server exists.
-    func installAdmin(io: SocketIOServer, history: any ChatHistoryStore, brokerState: @escaping @Sendable () -> String) {
-        let nodeID = (io.of(AdminService.namespace).adapter as? RabbitMQAdapter)?.nodeID ?? settings.nodeName
-        let report = AdminNodeReport(
-            nodeName: settings.nodeName, nodeID: nodeID,
-            readiness: { [weak self] in (self?.isReady ?? false, self?.readinessDetail ?? "stopped") },
-            brokerState: brokerState,
-            packetTotals: { [metrics] in
-                let text = metrics.render()
-                return (PrometheusText.value(of: "engineio_messages_received_total", in: text),
-                        PrometheusText.value(of: "engineio_messages_sent_total", in: text))
-            },
-            clients: { [weak io] in io?.sockets.localSockets() ?? [] }
-        )
-        _ = report.startSampling()
-        AdminService(io: io, access: settings.access, limits: settings.limits, history: history, report: report, logger: logger).install()
     }
 }

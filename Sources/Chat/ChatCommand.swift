@@ -120,8 +120,12 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "Seconds a dropped client may take to come back and get what it missed (env RECOVERY_WINDOW).")
     var recoveryWindow: Int64 = Env.int64("RECOVERY_WINDOW") ?? 120
 
-    @Flag(help: "Route room broadcasts only to nodes with members in the room (env ROOM_AWARE_ROUTING=1); all nodes must agree.")
-    var roomAwareRouting: Bool = Env.string("ROOM_AWARE_ROUTING") == "1"
+    // A flag's default must be false for ArgumentParser (a default read from the environment
+    // failed validation whenever it was true), so the environment is read beside it.
+    @Flag(name: .customLong("room-aware-routing"),
+          help: "Route room broadcasts only to nodes with members in the room (env ROOM_AWARE_ROUTING=1); all nodes must agree.")
+    var roomAwareRoutingFlag = false
+    var roomAwareRouting: Bool { roomAwareRoutingFlag || Env.string("ROOM_AWARE_ROUTING") == "1" }
 
     // Hostile clients (docs/SECURITY.md, "HTTP and transport").
     @Option(help: "Origins whose pages may connect besides the chat's own, comma-separated; * allows any (env ALLOWED_ORIGINS).")
@@ -237,71 +241,23 @@ struct ChatCommand: AsyncParsableCommand {
             logger: logger
         )
 
-        let service = ChatNodeService(http: http, node: node, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        )
-        try await group.run()
-    }
-}
-
-extension ChatCommand {
-    /// A comma-separated option as its non-empty entries.
-    static func list(_ text: String) -> [String] {
-        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-    }
-}
-
-/// Runs one node: starts the broker side and the HTTP server, and on SIGTERM stops
-/// accepting, closes clients (they reconnect, to another node behind the load balancer)
-/// and flushes what is still queued for the broker.
-struct ChatNodeService: Service {
-    let http: EngineIOHTTPServer
-    let node: ChatNode
-    let logger: Logger
-
-    func run() async throws {
-        try await http.start()
-        // Written unbuffered: scripts wait for this line to know the node accepts connections.
-        let line = "listening on http://\(http.configuration.host):\(http.port ?? http.configuration.port)\n"
-        FileHandle.standardOutput.write(Data(line.utf8))
-        // The Socket.IO side starts in the background (the broker may be away for a while),
-        // but a start that fails (an adapter could not declare its queues) ends the service
-        // with that error instead of leaving a node that looks up and never gets ready.
-        let (startFailures, reportStartFailure) = AsyncStream<any Error>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let startup = Task {
-            do { try await node.start() } catch { reportStartFailure.yield(error) }
+        // Started together; on SIGTERM shut down in reverse order, each after the one before
+        // it finished: the HTTP server first (clients are told to reconnect, to another node
+        // behind the load balancer), then the node (the adapter flushes what it holds for the
+        // other nodes, the broker connection closes). A node that cannot start ends the group.
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: node, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: ChatHTTPService(http: http, logger: logger), failureTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+        ))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("chat node stopped on an error", metadata: ["error": "\(error)"])
+            throw error
         }
-        let startFailure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
-            group.addTask {
-                for await error in startFailures { return error }
-                return nil
-            }
-            group.addTask {
-                try? await gracefulShutdown()
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        startup.cancel()
-        if let startFailure { logger.critical("chat node could not start", metadata: ["error": "\(startFailure)"]) }
-        logger.info("shutting down: closing client connections so they reconnect elsewhere")
-        await http.shutdown()
-        await node.close()
         logger.info("stopped")
-        if let startFailure { throw startFailure }
     }
-}
-
-/// Reads the environment for option defaults.
-enum Env {
-    static func string(_ name: String) -> String? {
-        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
-        return value
-    }
-    static func int(_ name: String) -> Int? { string(name).flatMap { Int($0) } }
-    static func int64(_ name: String) -> Int64? { string(name).flatMap { Int64($0) } }
-    static func double(_ name: String) -> Double? { string(name).flatMap { Double($0) } }
 }

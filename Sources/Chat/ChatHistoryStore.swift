@@ -1,10 +1,10 @@
 import ChatCore
 import NIOConcurrencyHelpers
 
-/// Where the last messages of each room are kept. `append` returns at once: replicating a
-/// message to other nodes (if the store does) happens in the background.
+/// Where the last messages of each room are kept.
 protocol ChatHistoryStore: Sendable {
-    func append(_ message: ChatMessage)
+    /// A message this node just broadcast (returns at once).
+    func messageSent(_ message: ChatMessage)
     func messages(in room: String) -> [ChatMessage]
     /// Rooms with history, most recently active first.
     var activeRooms: [String] { get }
@@ -18,7 +18,7 @@ final class InMemoryChatHistory: ChatHistoryStore {
         histories = NIOLockedValueBox(RoomHistories(limits: limits))
     }
 
-    func append(_ message: ChatMessage) {
+    func messageSent(_ message: ChatMessage) {
         histories.withLockedValue { _ = $0.append(message) }
     }
 

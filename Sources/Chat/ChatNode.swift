@@ -8,7 +8,7 @@ import SocketIO
 import SocketIORabbitMQ
 
 /// Everything of one chat node behind its HTTP server: the Socket.IO server, the cluster
-/// adapter and the shared history. The HTTP server starts first (so /healthz answers at
+/// adapter and the history it feeds. The HTTP server starts first (so /healthz answers at
 /// once); the Socket.IO side comes up once the broker is reachable, and until then
 /// /readyz says why the node is not ready and new connections are closed so clients retry.
 final class ChatNode: Sendable {
@@ -20,7 +20,7 @@ final class ChatNode: Sendable {
         var recoveryWindow: TimeAmount
         var presenceInterval: Duration
         var roomAwareRouting: Bool
-        /// `x-initial-cluster-size` of the streams this node declares (recovery, history).
+        /// `x-initial-cluster-size` of the recovery stream when this node declares it first.
         var streamReplicas: Int = 3
         /// Sign-in tokens and the admin page (ChatAccessOptions).
         var access: ChatAccess = .open
@@ -31,12 +31,13 @@ final class ChatNode: Sendable {
     let logger: Logger
     /// What the Engine.IO endpoint talks to: nothing until the node is up.
     let engineDelegate = DeferredEngineDelegate()
-    private let parts = NIOLockedValueBox(Parts())
+    let parts = NIOLockedValueBox(Parts())
 
-    private struct Parts {
+    struct Parts {
         var io: SocketIOServer?
         var cluster: RabbitMQCluster?
-        var history: RabbitMQChatHistory?
+        /// The admin page's rate sampler (a timer on a loop), stopped at close.
+        var adminSampler: RepeatedTask?
         var waitingFor: String = "starting"
         var closing = false
     }
@@ -52,7 +53,7 @@ final class ChatNode: Sendable {
             guard parts.io != nil, !parts.closing else { return false }
             switch settings.adapter {
             case .memory: return true
-            case .rabbitmq: return (parts.cluster?.isReady ?? false) && (parts.history?.isConnected ?? false)
+            case .rabbitmq: return parts.cluster?.isReady ?? false
             }
         }
     }
@@ -65,8 +66,7 @@ final class ChatNode: Sendable {
             case .memory: return "single node, in-memory adapter"
             case .rabbitmq:
                 let reasons = parts.cluster?.notReadyReasons ?? ["no cluster connection"]
-                let cluster = reasons.isEmpty ? "cluster adapter connected" : "cluster adapter: " + reasons.joined(separator: "; ")
-                return cluster + "; " + (parts.history?.detail ?? "no history")
+                return reasons.isEmpty ? "cluster adapter connected" : "cluster adapter: " + reasons.joined(separator: "; ")
             }
         }
     }
@@ -87,13 +87,9 @@ final class ChatNode: Sendable {
         case .rabbitmq:
             guard let cluster = await connectCluster() else { return }
             configuration.adapterFactory = cluster.adapterFactory
-            var amqp = try AMQPConnectionConfiguration(urls: settings.amqpURLs)
-            amqp.connectionName = "chat history \(settings.nodeName)"
-            let shared = RabbitMQChatHistory(limits: settings.limits, configuration: amqp, logger: logger,
-                                             streamReplicas: settings.streamReplicas)
-            shared.start()
-            history = shared
-            parts.withLockedValue { $0.cluster = cluster; $0.history = shared }
+            // Before the namespace's adapter exists: it replays the stream for the history at start.
+            history = ClusterChatHistory(limits: settings.limits, cluster: cluster)
+            parts.withLockedValue { $0.cluster = cluster }
             brokerState = { cluster.isReady ? "connected" : "unreachable (holding messages)" }
         }
         let rateLimits = ChatRateLimiter(limits: settings.limits, metrics: metrics)
@@ -134,46 +130,50 @@ final class ChatNode: Sendable {
         return false
     }
 
-    /// Connects to RabbitMQ, retrying every 2 s. The first failure is logged as one clear
-    /// line; later ones only at debug level, so an outage does not flood the log.
+    /// Connects to RabbitMQ, waiting for it as long as it takes (AMQPClient retries with its
+    /// back-off, 0.1 s doubling to 5 s). The first failure is logged as one clear line; later
+    /// ones only at debug level, so an outage does not flood the log. Nil when cancelled first.
     private func connectCluster() async -> RabbitMQCluster? {
         var options = RabbitMQAdapterOptions()
         options.roomAwareRouting = settings.roomAwareRouting
         options.streamInitialClusterSize = settings.streamReplicas
-        var reported = false
-        while !Task.isCancelled {
-            do {
-                let cluster = try await RabbitMQCluster.connect(
-                    urls: settings.amqpURLs, nodeName: settings.nodeName, options: options, logger: logger
-                )
-                if reported { logger.notice("RabbitMQ is reachable again; starting") }
-                return cluster
-            } catch {
-                // Shown on /readyz and in the log: the URLs without their passwords.
-                let reason = "RabbitMQ at \(AMQPURLRedaction.redact(settings.amqpURLs)) is not reachable (\(error)); retrying every 2 s"
-                parts.withLockedValue { $0.waitingFor = reason }
-                if !reported {
-                    logger.error("\(reason)")
-                    reported = true
-                } else {
-                    logger.debug("\(reason)")
+        // The recovery stream is also the rooms' history (ClusterChatHistory): kept far longer
+        // than a reconnect needs. A restore reads only its window of it (by timestamp).
+        options.recoveryStreamMaxAge = Self.historyMaxAge
+        options.recoveryStreamMaxLengthBytes = Self.historyMaxBytes
+        let urls = AMQPURLRedaction.redact(settings.amqpURLs)
+        do {
+            let cluster = try await RabbitMQCluster.connect(
+                urls: settings.amqpURLs, nodeName: settings.nodeName, options: options, logger: logger,
+                waitingForBroker: { [self] attempt, error in
+                    // Shown on /readyz and in the log: the URLs without their passwords.
+                    let reason = "RabbitMQ at \(urls) is not reachable (\(error)); retrying (attempt \(attempt))"
+                    parts.withLockedValue { $0.waitingFor = reason }
+                    if attempt == 1 { logger.error("\(reason)") } else { logger.debug("\(reason)") }
                 }
-                try? await Task.sleep(nanoseconds: 2_000_000_000)
-            }
+            )
+            if parts.withLockedValue({ $0.waitingFor }) != "starting" { logger.notice("RabbitMQ is reachable again; starting") }
+            return cluster
+        } catch {
+            if !(error is CancellationError) { logger.error("could not connect to RabbitMQ", metadata: ["error": "\(error)"]) }
+            return nil
         }
-        return nil
     }
 
+    /// How long and how large the recovery stream, and so the rooms' history, is kept.
+    static let historyMaxAge = "7D"
+    static let historyMaxBytes = 200_000_000
+
     /// Stops the Socket.IO side after the HTTP server closed its clients: the adapter flushes
-    /// what it still holds for the other nodes, then the broker connections close.
+    /// what it still holds for the other nodes, then the broker connection closes.
     func close() async {
-        let (io, cluster, history) = parts.withLockedValue { parts in
+        let (io, cluster, sampler) = parts.withLockedValue { parts in
             parts.closing = true
-            return (parts.io, parts.cluster, parts.history)
+            return (parts.io, parts.cluster, parts.adminSampler)
         }
+        sampler?.cancel()
         await io?.close()
         await cluster?.close()
-        await history?.close()
     }
 
     /// Cluster counters for /metrics, read at scrape time.

@@ -153,7 +153,7 @@ final class ChatService: Sendable {
         let message = ChatMessage(
             id: Self.makeMessageId(), text: text, date: ChatClock.isoString(Date()), name: profile.name, room: profile.room
         )
-        history.append(message)
+        history.messageSent(message)
         // Built as a JSONValue directly and encoded once by the broadcast: no Codable round
         // trip (JSONEncoder, then parsing its text) per message.
         io.to(profile.room).emit("message", [message.json])
@@ -241,35 +241,7 @@ final class ChatService: Sendable {
     }
 }
 
-/// Who a socket is in the chat, stored as its Socket.IO `data`.
-struct ChatProfile: Hashable {
-    var name: String
-    var room: String
-
-    init(name: String, room: String) {
-        self.name = name
-        self.room = room
-    }
-
-    init?(_ data: JSONValue) {
-        guard let name = data["name"]?.stringValue, let room = data["room"]?.stringValue else { return nil }
-        self.init(name: name, room: room)
-    }
-
-    var json: JSONValue { ["name": .string(name), "room": .string(room)] }
-}
-
 extension ContinuousClock.Instant {
     /// A fixed reading taken once, so differences give a monotonic number of seconds.
     static let zeroReference = ContinuousClock.now
-}
-
-extension ChatMessage {
-    /// The `message` event's object, built directly: a welcome carries up to 100 of these,
-    /// and a crowd arriving at once made JSONEncoder the largest cost of a join.
-    var json: JSONValue {
-        [
-            "id": .string(id), "text": .string(text), "date": .string(date), "name": .string(name), "room": .string(room),
-        ]
-    }
 }

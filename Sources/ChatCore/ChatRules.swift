@@ -113,3 +113,19 @@ extension String {
         return String(scalars[first...last])
     }
 }
+
+extension ChatRules {
+    /// The history entry a cluster-wide event stands for, if it is one: a `message` event to
+    /// exactly one room, whose first argument has the fields of a `ChatMessage` (read through
+    /// `field`) for that same room, within this node's limits. Anything else in the stream
+    /// (other events, other publishers, another version's entries over our limits) is not
+    /// history.
+    public static func historyEntry(eventName: String, rooms: [String], exceptRooms: [String], limits: ChatLimits,
+                                    field: (String) -> String?) -> ChatMessage? {
+        guard eventName == "message", rooms.count == 1, exceptRooms.isEmpty,
+              let id = field("id"), let text = field("text"), let date = field("date"), let name = field("name"),
+              let room = field("room"), room == rooms[0] else { return nil }
+        let message = ChatMessage(id: id, text: text, date: date, name: name, room: room)
+        return fitsLimits(message, limits: limits) ? message : nil
+    }
+}

@@ -67,53 +67,23 @@ struct CrashStormScenario: AsyncParsableCommand {
         say("killing pid \(killPID) under \(tokens.count) clients with a pid (\(withOffset) with an offset)")
         kill(killPID, SIGKILL)
         let killed = NIODeadline.now()
-        try? await Task.sleep(nanoseconds: UInt64(gapMilliseconds / 2) * 1_000_000)
         // Sent while they are away: a recovered session must replay it.
-        sender.pipeline.fireUserInboundEventTriggered(BenchClientCommand.sendOne(sender: 0, sequence: 1))
-        try? await Task.sleep(nanoseconds: UInt64(gapMilliseconds / 2) * 1_000_000)
+        await ReconnectStorm.sendWhileAway(from: sender, gapMilliseconds: gapMilliseconds)
 
-        let survivorPIDs = common.serverPIDs.filter { $0 != killPID }
-        let before = ProcessSampler.sampleAll(survivorPIDs)
         let returning = tokens.keys.sorted()
-        let reconnectCounters = ConnectionCounters()
-        let reconnectStats = try await runtime.makeStats(rooms: 1)
-        let storm = NIODeadline.now()
-        let reconnected = await runtime.launch(
-            count: returning.count, perSecond: 0, maxInFlight: common.maxInFlight, targets: survivors,
-            counters: reconnectCounters, stats: reconnectStats
-        ) { position in
-            let index = returning[position]
-            return BenchClientOptions(index: index + 1, room: 0, roomName: roomName, wire: common.wire, recovery: tokens[index], trackOffsets: true,
-                                      connectTimeout: common.connectTimeout)
-        }
-        await runtime.waitUntilSettled(reconnectCounters, expected: returning.count, timeout: common.connectTimeout + .seconds(5))
-        let stormNanos = (NIODeadline.now() - storm).nanoseconds
-        let sinceKillNanos = (NIODeadline.now() - killed).nanoseconds
-        try? await Task.sleep(nanoseconds: 1_000_000_000)
-        let after = ProcessSampler.sampleAll(survivorPIDs)
-        let snapshot = await runtime.snapshot(reconnectStats, rooms: 1)
+        let storm = try await ReconnectStorm(
+            runtime: runtime, common: common, targets: survivors, serverPIDs: common.serverPIDs.filter { $0 != killPID },
+            returning: returning, tokens: tokens, indexOffset: 1, roomName: roomName
+        )
 
-        let back = reconnectCounters.connected.load(ordering: .relaxed)
-        let recovered = reconnectCounters.recovered.load(ordering: .relaxed)
         report.set("clients", clients)
         report.set("initially_connected", counters.connected.load(ordering: .relaxed))
         report.set("had_pid", tokens.count)
         report.set("had_offset", withOffset)
-        report.set("reconnected", back)
-        report.set("reconnect_failed", reconnectCounters.failed.load(ordering: .relaxed))
-        report.set("recovered", recovered)
-        report.set("missed_message_replayed", snapshot.benchDeliveries)
-        report.set("reconnect_seconds", Double(stormNanos) / 1e9)
-        report.set("seconds_from_kill_to_all_back", Double(sinceKillNanos) / 1e9)
-        report.set("reconnects_per_s", DeliveryMath.rate(back, overNanos: UInt64(max(stormNanos, 0))))
-        report.setLatency("reconnect", LatencySummary(snapshot.connectLatency))
-        if let before, let after {
-            let usage = ServerUsage(before: before, after: after, clockTicksPerSecond: ProcessSampler.clockTicksPerSecond)
-            report.set("survivors_cpu_ms", usage.cpuMilliseconds)
-        }
-        say("crash-storm: \(back) of \(returning.count) back in \(formatted(Double(stormNanos) / 1e9, digits: 2)) s, \(recovered) recovered, \(snapshot.benchDeliveries) got the missed message")
+        storm.record(into: &report, sinceEvent: ("seconds_from_kill_to_all_back", killed), cpuKey: "survivors_cpu_ms")
+        say("crash-storm: \(storm.back) of \(returning.count) back in \(formatted(storm.seconds, digits: 2)) s, \(storm.recovered) recovered, \(storm.snapshot.benchDeliveries) got the missed message")
         await BenchRuntime.closeAll(senderChannels)
-        await BenchRuntime.closeAll(reconnected)
+        await BenchRuntime.closeAll(storm.reconnected)
         await runtime.shutdown()
         print(report.jsonLine)
     }

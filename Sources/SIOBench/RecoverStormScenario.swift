@@ -45,51 +45,24 @@ struct RecoverStormScenario: AsyncParsableCommand {
         let dropped = droppedIndexes.count
         let withOffset = tokens.values.filter { $0.offset != nil }.count
         say("dropped \(dropped) clients (\(tokens.count) had a pid, \(withOffset) an offset)")
-        try? await Task.sleep(nanoseconds: UInt64(gapMilliseconds / 2) * 1_000_000)
         // Sent while they are away: a recovered session must replay it.
-        sender.pipeline.fireUserInboundEventTriggered(BenchClientCommand.sendOne(sender: 0, sequence: 1))
-        try? await Task.sleep(nanoseconds: UInt64(gapMilliseconds / 2) * 1_000_000)
+        await ReconnectStorm.sendWhileAway(from: sender, gapMilliseconds: gapMilliseconds)
 
-        let before = ProcessSampler.sampleAll(common.serverPIDs)
-        let returning = droppedIndexes
-        let reconnectCounters = ConnectionCounters()
-        let reconnectStats = try await runtime.makeStats(rooms: 1)
-        let storm = NIODeadline.now()
-        let reconnected = await runtime.launch(
-            count: returning.count, perSecond: 0, maxInFlight: common.maxInFlight, targets: targets,
-            counters: reconnectCounters, stats: reconnectStats
-        ) { position in
-            let index = returning[position]
-            return BenchClientOptions(index: index, room: 0, roomName: roomName, wire: common.wire, recovery: tokens[index], trackOffsets: true, connectTimeout: common.connectTimeout)
-        }
-        await runtime.waitUntilSettled(reconnectCounters, expected: returning.count, timeout: common.connectTimeout + .seconds(5))
-        let stormNanos = (NIODeadline.now() - storm).nanoseconds
-        try? await Task.sleep(nanoseconds: 1_000_000_000)
-        let after = ProcessSampler.sampleAll(common.serverPIDs)
-        let snapshot = await runtime.snapshot(reconnectStats, rooms: 1)
+        let storm = try await ReconnectStorm(
+            runtime: runtime, common: common, targets: targets, serverPIDs: common.serverPIDs,
+            returning: droppedIndexes, tokens: tokens, indexOffset: 0, roomName: roomName
+        )
 
-        let back = reconnectCounters.connected.load(ordering: .relaxed)
-        let recovered = reconnectCounters.recovered.load(ordering: .relaxed)
         report.set("clients", clients)
         report.set("initially_connected", counters.connected.load(ordering: .relaxed))
         report.set("dropped", dropped)
         report.set("had_pid", tokens.count)
         report.set("had_offset", withOffset)
-        report.set("reconnected", back)
-        report.set("reconnect_failed", reconnectCounters.failed.load(ordering: .relaxed))
-        report.set("recovered", recovered)
-        report.set("missed_message_replayed", snapshot.benchDeliveries)
-        report.set("reconnect_seconds", Double(stormNanos) / 1e9)
-        report.set("reconnects_per_s", DeliveryMath.rate(back, overNanos: UInt64(max(stormNanos, 0))))
-        report.setLatency("reconnect", LatencySummary(snapshot.connectLatency))
-        if let before, let after {
-            let usage = ServerUsage(before: before, after: after, clockTicksPerSecond: ProcessSampler.clockTicksPerSecond)
-            report.set("server_cpu_ms", usage.cpuMilliseconds)
-        }
+        storm.record(into: &report, cpuKey: "server_cpu_ms")
         if tokens.isEmpty { say("the server sent no pid in CONNECT: it does not offer connection state recovery") }
-        say("recover-storm: \(back) of \(dropped) reconnected in \(formatted(Double(stormNanos) / 1e9, digits: 2)) s, \(recovered) recovered, \(snapshot.benchDeliveries) got the missed message")
+        say("recover-storm: \(storm.back) of \(dropped) reconnected in \(formatted(storm.seconds, digits: 2)) s, \(storm.recovered) recovered, \(storm.snapshot.benchDeliveries) got the missed message")
         await BenchRuntime.closeAll(channels)
-        await BenchRuntime.closeAll(reconnected)
+        await BenchRuntime.closeAll(storm.reconnected)
         await runtime.shutdown()
         print(report.jsonLine)
     }

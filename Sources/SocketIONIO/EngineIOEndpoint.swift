@@ -27,6 +27,9 @@ public final class EngineIOEndpoint: Sendable {
     private let heartbeats = NIOLockedValueBox<[ObjectIdentifier: HeartbeatTimers<EngineSession>]>([:])
     /// The serving server's node-wide caps, told about every session that opens and ends.
     private let admission = NIOLockedValueBox<EngineAdmissionControl?>(nil)
+    /// Completed when the registry becomes empty (`sessionsEnded`): a shutdown waits for its
+    /// close frames to be answered, not for a fixed time.
+    private let emptyWaiters = NIOLockedValueBox<[EventLoopPromise<Void>]>([])
 
     public init(
         path: String,
@@ -49,6 +52,19 @@ public final class EngineIOEndpoint: Sendable {
     public func closeAllConnections(reason: EngineCloseReason) {
         let all = sessions.withLockedValue { Array($0.values) }
         for session in all { session.close(reason: reason) }
+    }
+
+    /// Succeeds once no session is left (at once if none is). Every waiter is completed
+    /// exactly once: whoever takes the list from `emptyWaiters` completes what it took.
+    public func sessionsEnded(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        let promise = eventLoop.makePromise(of: Void.self)
+        emptyWaiters.withLockedValue { $0.append(promise) }
+        if sessions.withLockedValue({ $0.isEmpty }) { completeEmptyWaiters() }
+        return promise.futureResult
+    }
+
+    private func completeEmptyWaiters() {
+        for waiter in emptyWaiters.withLockedValue({ waiters in defer { waiters.removeAll() }; return waiters }) { waiter.succeed() }
     }
 
     /// Whether `path` (without query) is served by this endpoint. Both `/engine.io/` and
@@ -92,9 +108,11 @@ public final class EngineIOEndpoint: Sendable {
     }
 
     func unregister(_ session: EngineSession) {
-        sessions.withLockedValue {
-            if $0[session.id] === session { $0[session.id] = nil }
+        let empty = sessions.withLockedValue { table -> Bool in
+            if table[session.id] === session { table[session.id] = nil }
+            return table.isEmpty
         }
+        if empty { completeEmptyWaiters() }
     }
 
     func sessionUpgraded() {

@@ -170,13 +170,28 @@ public final class EngineIOHTTPServer: Sendable {
     }
 
     /// Stops accepting, closes every Engine.IO connection with `.serverShuttingDown` (so
-    /// WebSockets get a close frame and parked polls a `1`), waits the grace period, then
-    /// closes whatever is still open.
+    /// WebSockets get a close frame and parked polls a `1`), waits until every session has
+    /// ended or the grace period passed, whichever comes first, then closes whatever is still
+    /// open (idle keep-alive connections, clients that never answered).
     public func shutdown() async {
         let listener = serverChannel.withLockedValue { $0 }
         try? await listener?.close()
         for endpoint in endpoints { endpoint.closeAllConnections(reason: .serverShuttingDown) }
-        try? await Task.sleep(nanoseconds: UInt64(max(configuration.shutdownGracePeriod.nanoseconds, 0)))
+        let loop = eventLoopGroup.any()
+        let ended = EventLoopFuture.andAllComplete(endpoints.map { $0.sessionsEnded(on: loop) }, on: loop)
+        let graceOver = loop.scheduleTask(in: configuration.shutdownGracePeriod) {}
+        // Both complete on `loop`: the first one there ends the wait.
+        let first = loop.makePromise(of: Void.self)
+        let waiting = NIOLoopBoundBox.makeBoxSendingValue(true, eventLoop: loop)
+        let finish: @Sendable () -> Void = {
+            guard waiting.value else { return }
+            waiting.value = false
+            graceOver.cancel()
+            first.succeed()
+        }
+        ended.whenComplete { _ in finish() }
+        graceOver.futureResult.whenComplete { _ in finish() }
+        try? await first.futureResult.get()
         let remaining = openChannels.withLockedValue { Array($0.values) }
         for channel in remaining { try? await channel.close() }
     }

@@ -58,7 +58,7 @@ extension ClusterAdapterStateMachine {
             return [.handleRemote(.serverSideEmit(request: request, packet: packet, replyQueue: replyQueue))]
         case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck:
             return responseRead(message.payload, from: origin)
-        case .recoverablePacket, .sessionRecord, .restoreClaim, .heartbeat, .adapterClose:
+        case .recoverablePacket, .sessionRecord, .restoreClaim, .streamMark, .heartbeat, .adapterClose:
             // Recovery-stream records never travel through node queues.
             return []
         }

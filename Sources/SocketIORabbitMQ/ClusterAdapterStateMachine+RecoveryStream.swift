@@ -94,6 +94,7 @@ extension ClusterAdapterStateMachine {
                                           selection: selection, packet: packet, deliveredByOrigin: deliveredByOrigin)
             metrics.receivedStreamPackets &+= 1
             recoveryLog?.packetRead(streamed, atNanoseconds: now)
+            let observed = observeLive(streamed)
             // Restores see the packet at its place in this node's delivery order.
             var held: [String] = []
             for restoreId in Array(restoreHolds.keys) {
@@ -105,10 +106,10 @@ extension ClusterAdapterStateMachine {
             if message.origin == configuration.nodeID {
                 while let first = ownUndelivered.first, first.sequence <= message.sequence { ownUndelivered.removeFirst() }
                 // This node's clients got it at once, while the broker was away.
-                if message.sequence <= deliveredAtOnceUpTo { return [] }
+                if message.sequence <= deliveredAtOnceUpTo { return observed }
             }
-            return [.deliver(messages: packet.messages, rooms: Set(selection.rooms), except: Set(selection.exceptRooms),
-                             heldSockets: held, volatile: false)]
+            return observed + [.deliver(messages: packet.messages, rooms: Set(selection.rooms), except: Set(selection.exceptRooms),
+                                        heldSockets: held, volatile: false)]
         default:
             return []
         }

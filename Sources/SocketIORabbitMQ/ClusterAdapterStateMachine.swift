@@ -42,6 +42,9 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         var restoreHoldLifetimeNanoseconds: UInt64 = 300_000_000_000
         /// How often a connected socket's record is re-written; nil: a quarter of the window.
         var sessionRefreshNanoseconds: UInt64?
+        /// Something outside the adapter reads the namespace's recoverable packets (the
+        /// chat's history): they are handed over in stream order (`RecoverablePacketFeed`).
+        var observesRecoverablePackets = false
 
         var effectiveSessionRefreshNanoseconds: UInt64 {
             sessionRefreshNanoseconds ?? max(recoveryWindowNanoseconds / 4, 1_000_000_000)
@@ -77,6 +80,8 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         /// The publisher's channel is stuck or refused a batch: open a new confirm channel
         /// (after `afterNanoseconds`, a back-off), then feed `publishChannelReplaced`.
         case republishOnNewChannel(afterNanoseconds: UInt64)
+        /// Hand these recoverable packets, in this order, to the namespace's observer.
+        case observeRecoverable([StreamedPacket])
         /// `isReady` may have changed.
         case readinessMayHaveChanged
         case log(LogEvent)
@@ -107,6 +112,8 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         /// No confirm within the deadline: the unconfirmed batches go out again on a new channel.
         case confirmTimedOut(unconfirmed: Int, timeouts: UInt64)
         case publishNacked(republishing: Int)
+        /// Live packets over the feed's capacity waited for the replay: the observer missed these.
+        case observerBacklogDropped(UInt64)
     }
 
     let configuration: Configuration
@@ -150,6 +157,8 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
     var recoveryLog: RecoveryLog?
     /// This node's connected sockets' sessions, written ahead to the recovery stream.
     var sessionJournal: SessionJournal
+    /// Recoverable packets on their way to the namespace's observer, if it has one.
+    var packetFeed: RecoverablePacketFeed?
     /// Restores in progress on this node, by claim id.
     var restoreHolds: [String: RestoreHold] = [:]
     /// Restores waiting for the live stream consumer to read their claim, by claim id.
@@ -178,6 +187,7 @@ struct ClusterAdapterStateMachine<Waiter: Sendable>: Sendable {
         // A crashed node's clients count their disconnection from its last heartbeat.
         self.membership.departedMemoryNanoseconds = configuration.recoveryWindowNanoseconds &+ configuration.effectiveSessionRefreshNanoseconds
         self.sessionJournal = SessionJournal(refreshNanoseconds: configuration.effectiveSessionRefreshNanoseconds)
+        if configuration.observesRecoverablePackets { packetFeed = RecoverablePacketFeed(capacity: configuration.outboxCapacity) }
     }
 
     // MARK: Queries

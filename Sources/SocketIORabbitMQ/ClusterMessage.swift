@@ -99,6 +99,9 @@ enum ClusterPayload: Sendable, Hashable {
     /// It is also the claim that makes a restore single-use: of the claims that follow a
     /// session record, the first in stream order wins (`RecoveryStreamScan`).
     case restoreClaim(id: String, privateId: String)
+    /// Recovery stream only: appended by a node that reads the stream from an earlier point
+    /// (its history replay at start): reading its own mark back means it has caught up.
+    case streamMark(id: String)
 
     /// Wire type byte. Values follow socket.io's numbering so logs read alike.
     var typeCode: UInt8 {
@@ -118,6 +121,7 @@ enum ClusterPayload: Sendable, Hashable {
         case .recoverablePacket: return 14
         case .sessionRecord: return 15
         case .restoreClaim: return 16
+        case .streamMark: return 17
         }
     }
 

@@ -81,6 +81,8 @@ enum ClusterMessageCodec {
         case .restoreClaim(let id, let privateId):
             try buffer.writeShortString(id)
             try buffer.writeShortString(privateId)
+        case .streamMark(let id):
+            try buffer.writeShortString(id)
         }
     }
 
@@ -157,6 +159,7 @@ enum ClusterMessageCodec {
         case 16:
             let id = try buffer.readShortString("claim.id")
             payload = .restoreClaim(id: id, privateId: try buffer.readShortString("claim.privateId"))
+        case 17: payload = .streamMark(id: try buffer.readShortString("mark.id"))
         default: throw .unknownType(type)
         }
         guard buffer.readableBytes == 0 else { throw .trailingBytes(buffer.readableBytes) }

@@ -56,6 +56,9 @@ extension RabbitMQAdapter {
             }
         }
         feed { machine, now in machine.started(now: now) }
+        // An observer of the namespace's events starts from what the stream holds: the
+        // node is not started (nor ready) before that is read.
+        await replayRecoverableEvents()
     }
 
     /// This node's queue (see `RabbitMQAdapterOptions.durableNodeQueues`) and its `all` binding.

@@ -55,6 +55,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
     let nodeChannel = NIOLockedValueBox<AMQPChannel?>(nil)
     /// Recent answers of the broker to "is this node's queue still consumed?" (+Restore).
     let originChecks = NIOLockedValueBox<[String: (task: Task<Bool, Never>, at: UInt64)]>([:])
+    /// Who reads this namespace's recoverable events (+EventReplay), if anyone.
+    let eventObserver: RecoverableEventObserver?
 
     init(namespace: SocketIONamespace, cluster: RabbitMQCluster) {
         self.namespace = namespace
@@ -66,6 +68,7 @@ public final class RabbitMQAdapter: SocketIOAdapter {
         self.queueName = "\(cluster.options.exchangePrefix)#\(namespace.name)#\(cluster.nodeID)"
         let recovery = namespace.server.configuration.connectionStateRecovery
         self.recoveryStreamName = recovery == nil ? nil : "\(cluster.options.exchangePrefix)#\(namespace.name)#recovery"
+        self.eventObserver = recovery == nil ? nil : cluster.eventObservers.withLockedValue { $0[namespace.name] }
         self.machine = NIOLockedValueBox(Machine(configuration: .init(
             nodeID: cluster.nodeID, namespace: namespace.name, exchangeName: exchangeName, exchangePrefix: cluster.options.exchangePrefix,
             recoveryStreamName: recoveryStreamName, outboxCapacity: cluster.options.outboxCapacity,
@@ -73,7 +76,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             heartbeatTimeoutNanoseconds: Self.nanoseconds(seconds: cluster.options.heartbeatTimeoutSeconds),
             recoveryWindowNanoseconds: UInt64(max(recovery?.maxDisconnectionDuration.nanoseconds ?? 0, 0)),
             maxLoggedPackets: recovery?.maxLoggedPackets ?? 1000, maxLoggedBytes: recovery?.maxLoggedBytes ?? 32 * 1024 * 1024,
-            publishConfirmTimeoutNanoseconds: Self.nanoseconds(seconds: cluster.options.publishConfirmTimeoutSeconds))))
+            publishConfirmTimeoutNanoseconds: Self.nanoseconds(seconds: cluster.options.publishConfirmTimeoutSeconds),
+            observesRecoverablePackets: eventObserver != nil)))
         (publishWakeupStream, publishWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (bindingWakeupStream, bindingWakeups) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -134,6 +138,8 @@ public final class RabbitMQAdapter: SocketIOAdapter {
                 handleRemote(work)
             case .republishOnNewChannel(let delay):
                 publisherNeedsNewChannel(after: delay)
+            case .observeRecoverable(let packets):
+                for packet in packets { if let event = RecoverableEvent(packet) { eventObserver?(event) } }
             case .readinessMayHaveChanged:
                 cluster.readinessMayHaveChanged()
             case .log(let event):
@@ -177,6 +183,9 @@ public final class RabbitMQAdapter: SocketIOAdapter {
             ])
         case .publishNacked(let count):
             logger.warning("RabbitMQ refused a publish (nack); republishing on a new channel", metadata: ["outbox": "\(count)"])
+        case .observerBacklogDropped(let count):
+            logger.error("events that arrived during the start-up replay were over the backlog; the event observer missed them",
+                         metadata: ["dropped": "\(count)", "namespace": "\(namespace.name)"])
         }
     }
 

@@ -22,6 +22,9 @@ public final class RabbitMQCluster: Sendable {
     let logger: Logger
     private let adapters = NIOLockedValueBox<[RabbitMQAdapter]>([])
     private let readiness = NIOLockedValueBox<ReadinessState>(ReadinessState())
+    /// Observers of recoverable events by namespace name (+EventObservers); set before the
+    /// namespace's adapter exists, read once when it is made.
+    let eventObservers = NIOLockedValueBox<[String: RecoverableEventObserver]>([:])
 
     private struct ReadinessState {
         var connected = true
@@ -29,14 +32,23 @@ public final class RabbitMQCluster: Sendable {
         var nextObserver = 0
     }
 
+    /// Connects this node to the broker. With `waitingForBroker`, a broker that does not
+    /// answer yet is waited for (AMQPClient retries with its back-off; the callback hears of
+    /// every failed attempt) until it does or the task is cancelled; without it, the first
+    /// failure is thrown.
     public static func connect(
         urls: [String], nodeName: String, options: RabbitMQAdapterOptions = RabbitMQAdapterOptions(),
-        logger: Logger = Logger(label: "socket.io.rabbitmq")
+        logger: Logger = Logger(label: "socket.io.rabbitmq"),
+        waitingForBroker: (@Sendable (_ attempt: Int, _ error: any Error) -> Void)? = nil
     ) async throws -> RabbitMQCluster {
         try options.validate()
         var configuration = try AMQPConnectionConfiguration(urls: urls)
         configuration.connectionName = "socket.io node \(nodeName)"
-        let connection = try await AMQPConnection.connect(configuration, logger: logger)
+        let connection = if let waitingForBroker {
+            try await AMQPConnection.connectWaitingForBroker(configuration, logger: logger, onFailure: waitingForBroker)
+        } else {
+            try await AMQPConnection.connect(configuration, logger: logger)
+        }
         return RabbitMQCluster(connection: connection, nodeName: nodeName, options: options, logger: logger)
     }
 

@@ -45,11 +45,12 @@ final class ClusterMessageCodecTests: XCTestCase {
             .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: [], data: packet, state: .connected, incarnation: "node-a.7f3c-2")),
             .sessionRecord(SessionRecord(privateId: "pid", socketId: "sock1", rooms: ["r"], data: packet, state: .closed, incarnation: "n-1")),
             .restoreClaim(id: "claim-1", privateId: "pid"),
+            .streamMark(id: "node-a.7f3c-1234"),
         ]
         for payload in payloads { try roundTrip(payload) }
         // Distinct types really are distinct on the wire.
         let codes = Set(payloads.map(\.typeCode))
-        XCTAssertEqual(codes.count, 16)
+        XCTAssertEqual(codes.count, 17)
     }
 
     func testBroadcastCarriesTheEngineMessagesByteForByte() throws {

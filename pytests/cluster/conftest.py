@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 import socketio
+from conftest import free_loopback_port
 from interop.clientkit import wait_until  # noqa: F401 (the tests import it from here)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -19,7 +20,8 @@ TEST_BROKER = os.path.join(REPO, "pytests", "cluster", "test-broker")
 AMQP_URL = os.environ.get("CLUSTER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5673")
 LOG_DIR = os.environ.get("CLUSTER_LOG_DIR", "/tmp/sio-cluster-test-logs")
 os.makedirs(LOG_DIR, exist_ok=True)
-BASE_PORT = int(os.environ.get("CLUSTER_BASE_PORT", "39170"))
+# A free port per node: a fixed one in the ephemeral range (32768-60999 here) is taken now and
+# then by some outgoing connection's local port ("Address already in use").
 
 
 def rabbitmq(*args, check=True):
@@ -136,8 +138,8 @@ def cluster(broker, request):
     prefix = "t" + uuid.uuid4().hex[:8]
     nodes = []
     try:
-        for index, name in enumerate(["a", "b", "c"]):
-            nodes.append(Node(name, BASE_PORT + index, prefix, extra))
+        for name in ["a", "b", "c"]:
+            nodes.append(Node(name, free_loopback_port(), prefix, extra))
         # Membership settles after the initial heartbeats.
         assert wait_until(lambda: all(_server_count(n) == 3 for n in nodes), 15), "nodes never saw each other"
         yield nodes

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .test_cluster import RawSocketIOClient
+from .clusterkit import RawSocketIOClient
 
 
 def _room_payloads(events):

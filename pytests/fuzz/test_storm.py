@@ -117,7 +117,11 @@ class WellBehavedPair:
 
 @pytest.mark.slow
 def test_random_storm_leaves_server_alive_and_memory_flat(start_sio_server):
-    server = start_sio_server("sio-conformance-fuzz")
+    # The contract's 200 ms pingTimeout is not what this test is about, and a loaded 2-core
+    # machine misses it now and then (a polling-then-upgrade client then drops with "transport
+    # error" whatever the storm does): 2 s, still far below the settle time, so sessions the
+    # storm abandons are gone before memory is read.
+    server = start_sio_server("sio-conformance-fuzz", ("--ping-timeout", "2000"))
     seed = int(os.environ.get("FUZZ_SEED", str(random.randrange(1, 10**9))))
     print(f"FUZZ_SEED={seed}")
 

@@ -34,6 +34,9 @@ def queues(vhost: str) -> dict[str, int]:
     return listed
 
 
+HISTORY_STREAM = "socket.io#/#recovery"
+
+
 def test_the_session_broker_url_names_a_vhost_of_its_own():
     assert amqp_vhost(os.environ["AMQP_URL"]) != "/", os.environ["AMQP_URL"]
 
@@ -41,7 +44,8 @@ def test_the_session_broker_url_names_a_vhost_of_its_own():
 def test_a_chat_node_started_by_a_test_writes_only_into_the_test_vhost():
     test_vhost = amqp_vhost(os.environ["AMQP_URL"])
     marker = f"isolation-{os.getpid()}"
-    history_before = queues("/").get("chat.history")
+    # The chat's history is its recovery stream.
+    history_before = queues("/").get(HISTORY_STREAM)
     node = start_chat("chat-isolation", "--adapter", "rabbitmq", "--node-name", marker)
     try:
         wait_ready(node)
@@ -53,6 +57,6 @@ def test_a_chat_node_started_by_a_test_writes_only_into_the_test_vhost():
         assert any(marker in name for name in queues(test_vhost)), "the node's queue is not in the test vhost"
         default = queues("/")
         assert not any(marker in name for name in default), "a test node declared a queue in the default vhost"
-        assert default.get("chat.history") == history_before, "a test message reached the chat's history stream"
+        assert default.get(HISTORY_STREAM) == history_before, "a test message reached the chat's history stream"
     finally:
         node.stop()
