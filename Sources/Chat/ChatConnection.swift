@@ -4,8 +4,8 @@ import SocketIO
 
 /// One client's chat state beside its socket: the per-connection rate buckets of `typing`,
 /// `join` and `set-name`. Every handler of the socket captures this one object (and through
-/// it the service), so a connection costs one small allocation here instead of a closure
-/// context per handler and a locked box per bucket.
+/// it the service): one small allocation here instead of a locked box per bucket, and closure
+/// contexts of one reference each instead of four or five.
 ///
 /// @unchecked Sendable: the buckets are touched only by the socket's handlers, which Socket.IO
 /// runs on the socket's event loop (asserted).
