@@ -7,6 +7,9 @@ import NIOWebSocket
 /// handler and aggregator (four handlers, their contexts and buffers: about 1 KB per idle
 /// connection). Between messages it keeps no buffer at all.
 ///
+/// Strict where the RFC says a server must be: an unmasked frame, reserved bits or opcodes, a
+/// long or fragmented control frame fail with `.protocolViolation`.
+///
 /// Bounded: a frame or a fragmented message over `maxMessageBytes`, or more than
 /// `maxFragments` fragments, fails with `.tooLarge` as soon as its header says so, before its
 /// payload is buffered.
@@ -22,8 +25,8 @@ struct WebSocketMessageReader {
     enum Failure: Error, Equatable {
         /// Close with 1009.
         case tooLarge
-        /// Close with 1002: reserved bits or opcodes, a fragmented or long control frame, a
-        /// continuation out of place.
+        /// Close with 1002: an unmasked frame, reserved bits or opcodes, a fragmented or long
+        /// control frame, a continuation out of place.
         case protocolViolation
     }
 
@@ -90,7 +93,8 @@ struct WebSocketMessageReader {
         case Self.continuation, Self.text, Self.binary, Self.close, Self.ping, Self.pong: break
         default: throw .protocolViolation
         }
-        let masked = second & 0x80 != 0
+        // Section 5.1: a client masks every frame, and a server closes on one that is not.
+        guard second & 0x80 != 0 else { throw .protocolViolation }
         var headerLength = 2
         var length = Int(second & 0x7F)
         if length == 126 {
@@ -112,12 +116,13 @@ struct WebSocketMessageReader {
             guard length <= maxMessageBytes - assembled else { throw .tooLarge }
         }
         let keyOffset = headerLength
-        if masked { headerLength += 4 }
-        guard bytes.readableBytes >= headerLength + length else { return nil }
-        let key = masked ? bytes.viewBytes(at: start + keyOffset, length: 4).flatMap(WebSocketMaskingKey.init) : nil
+        headerLength += 4
+        guard bytes.readableBytes >= headerLength + length,
+            let key = bytes.viewBytes(at: start + keyOffset, length: 4).flatMap(WebSocketMaskingKey.init)
+        else { return nil }
         bytes.moveReaderIndex(forwardBy: headerLength)
         guard var payload = bytes.readSlice(length: length) else { return nil }
-        if let key { payload.webSocketUnmask(key) }
+        payload.webSocketUnmask(key)
         unread = bytes.readableBytes > 0 ? bytes : nil
         return Frame(fin: fin, opcode: opcode, payload: payload)
     }

@@ -36,7 +36,8 @@ private final class StalledPeer: ChannelOutboundHandler, @unchecked Sendable {
 
     /// A client's ping with 125 bytes, on the wire (unmasked: the server reads both).
     private static func ping() -> ByteBuffer {
-        ByteBuffer(bytes: [0x89, 125] + Array(repeating: 7, count: 125))
+        // Masked with a zero key (the payload bytes as they are): clients must mask.
+        ByteBuffer(bytes: [0x89, 0x80 | 125, 0, 0, 0, 0] + Array(repeating: 7, count: 125))
     }
 
     @Test func pongsToAPeerThatNeverReadsCountAgainstTheBudget() throws {

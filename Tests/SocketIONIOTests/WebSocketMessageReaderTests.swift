@@ -48,7 +48,7 @@ import Testing
         let bytes = try wire([
             frame(.text, "4hello"), frame(.binary, "\u{1}\u{2}"), frame(.ping, "p"), frame(.text, "4" + long),
             frame(.text, "42[", fin: false), frame(.ping, "between"), frame(.continuation, "1]", fin: false),
-            frame(.continuation, "", fin: true), frame(.text, "4plain", masked: false), frame(.pong, ""), frame(.connectionClose, ""),
+            frame(.continuation, "", fin: true), frame(.text, "4plain"), frame(.pong, ""), frame(.connectionClose, ""),
         ])
         let (messages, failure) = read(bytes, chunk: chunk)
         #expect(failure == nil)
@@ -84,7 +84,7 @@ import Testing
         var bytes = ByteBuffer(bytes: [0x81, 0xFF])
         bytes.writeInteger(UInt64.max)
         #expect(read(bytes, chunk: 100, max: 1 << 20).1 == .tooLarge)
-        var big = ByteBuffer(bytes: [0x81, 0x7F])
+        var big = ByteBuffer(bytes: [0x81, 0xFF])
         big.writeInteger(UInt64(Int.max) + 1)
         #expect(read(big, chunk: 100, max: Int.max).1 == .tooLarge)
     }
@@ -99,6 +99,7 @@ import Testing
 
     @Test func protocolViolationsFail() throws {
         let cases: [[WebSocketFrame]] = [
+            [frame(.text, "4plain", masked: false)],  // a client must mask (section 5.1)
             [frame(.continuation, "x")],  // nothing to continue
             [frame(.text, "a", fin: false), frame(.text, "b")],  // a new message inside another
             [frame(.ping, "x", fin: false)],  // fragmented control frame
