@@ -120,8 +120,12 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "Seconds a dropped client may take to come back and get what it missed (env RECOVERY_WINDOW).")
     var recoveryWindow: Int64 = Env.int64("RECOVERY_WINDOW") ?? 120
 
-    @Flag(help: "Route room broadcasts only to nodes with members in the room (env ROOM_AWARE_ROUTING=1); all nodes must agree.")
-    var roomAwareRouting: Bool = Env.string("ROOM_AWARE_ROUTING") == "1"
+    // A flag's default must be false for ArgumentParser (a default read from the environment
+    // failed validation whenever it was true), so the environment is read beside it.
+    @Flag(name: .customLong("room-aware-routing"),
+          help: "Route room broadcasts only to nodes with members in the room (env ROOM_AWARE_ROUTING=1); all nodes must agree.")
+    var roomAwareRoutingFlag = false
+    var roomAwareRouting: Bool { roomAwareRoutingFlag || Env.string("ROOM_AWARE_ROUTING") == "1" }
 
     // Hostile clients (docs/SECURITY.md, "HTTP and transport").
     @Option(help: "Origins whose pages may connect besides the chat's own, comma-separated; * allows any (env ALLOWED_ORIGINS).")
@@ -256,39 +260,4 @@ struct ChatCommand: AsyncParsableCommand {
         }
         logger.info("stopped")
     }
-}
-
-extension ChatCommand {
-    /// A comma-separated option as its non-empty entries.
-    static func list(_ text: String) -> [String] {
-        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-    }
-}
-
-/// The node's HTTP server (Engine.IO, the pages, health and metrics) as a service: on
-/// graceful shutdown it stops accepting and closes its clients.
-struct ChatHTTPService: Service {
-    let http: EngineIOHTTPServer
-    let logger: Logger
-
-    func run() async throws {
-        try await http.start()
-        // Written unbuffered: scripts wait for this line to know the node accepts connections.
-        let line = "listening on http://\(http.configuration.host):\(http.port ?? http.configuration.port)\n"
-        FileHandle.standardOutput.write(Data(line.utf8))
-        try? await gracefulShutdown()
-        logger.info("shutting down: closing client connections so they reconnect elsewhere")
-        await http.shutdown()
-    }
-}
-
-/// Reads the environment for option defaults.
-enum Env {
-    static func string(_ name: String) -> String? {
-        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
-        return value
-    }
-    static func int(_ name: String) -> Int? { string(name).flatMap { Int($0) } }
-    static func int64(_ name: String) -> Int64? { string(name).flatMap { Int64($0) } }
-    static func double(_ name: String) -> Double? { string(name).flatMap { Double($0) } }
 }

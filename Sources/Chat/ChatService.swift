@@ -46,7 +46,7 @@ final class ChatService: Sendable {
     /// Per-socket state lives in `socket.data` (so other nodes see it through fetchSockets).
     /// Message limits follow the client address and name across connections
     /// (`ChatRateLimiter`); `typing`, `join` and `set-name` have buckets of this connection,
-    /// in boxes owned by its handlers.
+    /// in its `ChatConnection`, the one object every handler below captures.
     private func accept(_ socket: SocketIOSocket) {
         var profile = ChatProfile(socket.data)
         if !socket.recovered || profile == nil {
@@ -62,63 +62,75 @@ final class ChatService: Sendable {
             socket.data = chosen.json
             socket.join(room)
         }
-        let address = socket.clientAddress
-        let now = Self.now()
-        let typingBucket = NIOLockedValueBox(TokenBucket(ratePerSecond: limits.typingPerSecond, burst: limits.typingBurst, now: now))
-        let changeBucket = NIOLockedValueBox(TokenBucket(ratePerSecond: limits.roomChangesPerSecond, burst: limits.roomChangeBurst, now: now))
-
-        socket.on("message") { [self] args, ack in
-            receiveMessage(from: socket, address: address, args: args, ack: ack)
+        let connection = ChatConnection(service: self, socket: socket, now: Self.now())
+        // Each closure captures `connection` alone: one reference in its context (32 bytes).
+        socket.on("message") { [connection] args, ack in
+            connection.service.receiveMessage(from: connection.socket, address: connection.address, args: args, ack: ack)
         }
-        socket.on("join") { [self] args, ack in
-            guard changeBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
-                metrics.eventsRateLimited.increment()
-                return refuse(socket, .tooManyChanges, ack: ack)
-            }
-            let requested = args.first?["room"]?.stringValue ?? args.first?.stringValue ?? ""
-            switch ChatRules.validateRoom(requested, limits: limits) {
-            case .failure(let error): refuse(socket, error, ack: ack)
-            case .success(let room): Task { await self.move(socket, to: room, ack: ack) }
-            }
-        }
-        socket.on("set-name") { [self] args, ack in
-            if namesFromTokens { return refuse(socket, .nameFromToken, ack: ack) }
-            guard changeBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
-                metrics.eventsRateLimited.increment()
-                return refuse(socket, .tooManyChanges, ack: ack)
-            }
-            switch ChatRules.validateName(args.first?.stringValue ?? "", limits: limits) {
-            case .failure(let error): refuse(socket, error, ack: ack)
-            case .success(let name):
-                guard var current = ChatProfile(socket.data) else { return }
-                current.name = name
-                socket.data = current.json
-                ack?(["ok": true, "name": .string(name)])
-                presence.roomChanged(current.room)
-            }
-        }
-        socket.on("typing") { [self] args, _ in
-            // Dropped silently past the limit: typing indicators are volatile anyway.
-            guard typingBucket.withLockedValue({ $0.tryTake(now: Self.now()) }) else {
-                metrics.eventsRateLimited.increment()
-                return
-            }
-            guard let current = ChatProfile(socket.data) else { return }
-            let typing = args.first?.boolValue ?? false
-            socket.to(current.room).volatile.emit(
-                "typing", ["name": .string(current.name), "room": .string(current.room), "typing": .bool(typing)]
-            )
-        }
-        socket.onAny { [self] _, _ in metrics.eventsReceived.increment() }
-        socket.onDisconnect { [self] reason in
-            if reason == .slowClient { metrics.slowClientDisconnects.increment() }
-            guard let current = ChatProfile(socket.data) else { return }
-            presence.roomChanged(current.room)
-        }
+        socket.on("join") { [connection] args, ack in connection.service.join(connection, args: args, ack: ack) }
+        socket.on("set-name") { [connection] args, ack in connection.service.setName(connection, args: args, ack: ack) }
+        socket.on("typing") { [connection] args, _ in connection.service.typing(connection, args: args) }
+        socket.onAny { [metrics] _, _ in metrics.eventsReceived.increment() }
+        socket.onDisconnect { [connection] reason in connection.service.disconnected(connection.socket, reason: reason) }
 
         if !socket.recovered, let profile {
-            Task { await self.welcome(socket, profile: profile) }
+            // On this loop, right after the CONNECT reply, when presence needs no other node.
+            if let members = presence.presenceNow(of: profile.room) {
+                sendWelcome(socket, profile: profile, members: members)
+            } else {
+                Task { await self.welcome(socket, profile: profile) }
+            }
         }
+    }
+
+    private func join(_ connection: ChatConnection, args: [JSONValue], ack: SocketIOAcknowledgement?) {
+        let socket = connection.socket
+        guard connection.takeRoomChange(now: Self.now()) else {
+            metrics.eventsRateLimited.increment()
+            return refuse(socket, .tooManyChanges, ack: ack)
+        }
+        let requested = args.first?["room"]?.stringValue ?? args.first?.stringValue ?? ""
+        switch ChatRules.validateRoom(requested, limits: limits) {
+        case .failure(let error): refuse(socket, error, ack: ack)
+        case .success(let room): Task { await self.move(socket, to: room, ack: ack) }
+        }
+    }
+
+    private func setName(_ connection: ChatConnection, args: [JSONValue], ack: SocketIOAcknowledgement?) {
+        let socket = connection.socket
+        if namesFromTokens { return refuse(socket, .nameFromToken, ack: ack) }
+        guard connection.takeRoomChange(now: Self.now()) else {
+            metrics.eventsRateLimited.increment()
+            return refuse(socket, .tooManyChanges, ack: ack)
+        }
+        switch ChatRules.validateName(args.first?.stringValue ?? "", limits: limits) {
+        case .failure(let error): refuse(socket, error, ack: ack)
+        case .success(let name):
+            guard var current = ChatProfile(socket.data) else { return }
+            current.name = name
+            socket.data = current.json
+            ack?(["ok": true, "name": .string(name)])
+            presence.roomChanged(current.room, on: socket.eventLoop)
+        }
+    }
+
+    private func typing(_ connection: ChatConnection, args: [JSONValue]) {
+        // Dropped silently past the limit: typing indicators are volatile anyway.
+        guard connection.takeTyping(now: Self.now()) else {
+            metrics.eventsRateLimited.increment()
+            return
+        }
+        guard let current = ChatProfile(connection.socket.data) else { return }
+        let typing = args.first?.boolValue ?? false
+        connection.socket.to(current.room).volatile.emit(
+            "typing", ["name": .string(current.name), "room": .string(current.room), "typing": .bool(typing)]
+        )
+    }
+
+    private func disconnected(_ socket: SocketIOSocket, reason: SocketDisconnectReason) {
+        if reason == .slowClient { metrics.slowClientDisconnects.increment() }
+        guard let current = ChatProfile(socket.data) else { return }
+        presence.roomChanged(current.room, on: socket.eventLoop)
     }
 
     private func receiveMessage(
@@ -169,12 +181,16 @@ final class ChatService: Sendable {
         }
         let members = await presence.presence(of: room).including(profile.name)
         ack?(snapshot(for: profile, presence: members, acknowledging: true))
-        if previous != room { presence.roomChanged(previous) }
-        presence.roomChanged(room)
+        if previous != room { presence.roomChanged(previous, on: socket.eventLoop) }
+        presence.roomChanged(room, on: socket.eventLoop)
     }
 
     private func welcome(_ socket: SocketIOSocket, profile: ChatProfile) async {
-        let members = await presence.presence(of: profile.room).including(profile.name)
+        sendWelcome(socket, profile: profile, members: await presence.presence(of: profile.room))
+    }
+
+    private func sendWelcome(_ socket: SocketIOSocket, profile: ChatProfile, members: RoomPresence) {
+        let members = members.including(profile.name)
         // The same fields as `snapshot`, the client's own first; the room's history and the
         // rooms list are encoded once per change of the room and shared by every newcomer
         // (`WelcomeEncoder`). Not logged for recovery: a welcome carries up to a room's whole
@@ -187,7 +203,7 @@ final class ChatService: Sendable {
             "memberCount": .number(String(members.count)),
         ]
         socket.emitWithoutRecovery("welcome", own, sharing: welcomes.sharedFields(room: profile.room, rooms: roomList(for: profile)))
-        presence.roomChanged(profile.room)
+        presence.roomChanged(profile.room, on: socket.eventLoop)
     }
 
     /// Every room a client may switch to: the active ones, the default room and its own.
@@ -225,35 +241,7 @@ final class ChatService: Sendable {
     }
 }
 
-/// Who a socket is in the chat, stored as its Socket.IO `data`.
-struct ChatProfile: Hashable {
-    var name: String
-    var room: String
-
-    init(name: String, room: String) {
-        self.name = name
-        self.room = room
-    }
-
-    init?(_ data: JSONValue) {
-        guard let name = data["name"]?.stringValue, let room = data["room"]?.stringValue else { return nil }
-        self.init(name: name, room: room)
-    }
-
-    var json: JSONValue { ["name": .string(name), "room": .string(room)] }
-}
-
 extension ContinuousClock.Instant {
     /// A fixed reading taken once, so differences give a monotonic number of seconds.
     static let zeroReference = ContinuousClock.now
-}
-
-extension ChatMessage {
-    /// The `message` event's object, built directly: a welcome carries up to 100 of these,
-    /// and a crowd arriving at once made JSONEncoder the largest cost of a join.
-    var json: JSONValue {
-        [
-            "id": .string(id), "text": .string(text), "date": .string(date), "name": .string(name), "room": .string(room),
-        ]
-    }
 }

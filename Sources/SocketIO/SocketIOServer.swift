@@ -220,7 +220,7 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
     /// Called by the namespace (on this loop) once a socket passed its middlewares.
     func didAdmit(_ socket: SocketIOSocket) -> Bool {
         eventLoop.assertInEventLoop()
-        connecting.remove(socket.namespace.name)
+        stopConnecting(socket.namespace.name)
         guard !isClosed else { return false }
         sockets[socket.namespace.name] = socket
         connectTimer?.cancel()
@@ -230,9 +230,15 @@ final class SocketIOClient: EngineConnectionDelegate, @unchecked Sendable {
 
     func didRefuse(namespace name: String, error: ConnectError) {
         eventLoop.assertInEventLoop()
-        connecting.remove(name)
+        stopConnecting(name)
         guard !isClosed else { return }
         send(SocketIOPacket(type: .connectError, namespace: name, data: error.payload))
+    }
+
+    private func stopConnecting(_ name: String) {
+        connecting.remove(name)
+        // An emptied set keeps its storage: most clients join one namespace and stay for hours.
+        if connecting.isEmpty { connecting = [] }
     }
 
     /// The socket left its namespace (either side); the connection stays.

@@ -36,8 +36,8 @@ public final class SocketIOAcknowledgement: Sendable {
 /// hop to the loop when needed). `data` is guarded by a lock so it can be read by
 /// `fetchSockets` from any thread.
 public final class SocketIOSocket: @unchecked Sendable {
-    // @unchecked Sendable: `handlers`, `anyHandlers`, `pendingAcks`, the disconnect
-    // handlers and `isConnected` are only read and written on `eventLoop` (asserted);
+    // @unchecked Sendable: `listeners`, `pendingAcks` and `isConnected` are only read and
+    // written on `eventLoop` (asserted);
     // everything else is immutable or behind a lock.
 
     public typealias EventHandler = @Sendable (_ args: [JSONValue], _ ack: SocketIOAcknowledgement?) -> Void
@@ -62,10 +62,9 @@ public final class SocketIOSocket: @unchecked Sendable {
     private let missedPackets: [JSONValue]
     private let initialRooms: Set<String>
 
-    private var handlers: [String: [EventHandler]] = [:]
-    private var anyHandlers: [AnyEventHandler] = []
-    private var disconnectingHandlers: [@Sendable (SocketDisconnectReason) -> Void] = []
-    private var disconnectHandlers: [@Sendable (SocketDisconnectReason) -> Void] = []
+    /// Every handler in the order registered, in one array: a dictionary of arrays cost
+    /// five allocations per socket for the handful of events an application listens to.
+    private var listeners: [Listener] = []
     private var pendingAcks: [UInt64: (Result<[JSONValue], SocketIOAckError>) -> Void] = [:]
     private var isConnectedOnLoop = false
 
@@ -130,7 +129,7 @@ public final class SocketIOSocket: @unchecked Sendable {
     /// Calls `handler` for each `event` the client emits. `ack` is non-nil when the
     /// client asked for an acknowledgement.
     public func on(_ event: String, _ handler: @escaping EventHandler) {
-        onLoop { self.handlers[event, default: []].append(handler) }
+        onLoop { self.listeners.append(.event(event, handler)) }
     }
 
     /// Like `on`, with arguments decoded as `T` (the first argument). Events whose
@@ -154,17 +153,17 @@ public final class SocketIOSocket: @unchecked Sendable {
 
     /// Called for every incoming event, before the specific handlers.
     public func onAny(_ handler: @escaping AnyEventHandler) {
-        onLoop { self.anyHandlers.append(handler) }
+        onLoop { self.listeners.append(.any(handler)) }
     }
 
     /// Called when the socket is about to leave (still in its rooms).
     public func onDisconnecting(_ handler: @escaping @Sendable (SocketDisconnectReason) -> Void) {
-        onLoop { self.disconnectingHandlers.append(handler) }
+        onLoop { self.listeners.append(.disconnecting(handler)) }
     }
 
     /// Called once the socket has left its namespace.
     public func onDisconnect(_ handler: @escaping @Sendable (SocketDisconnectReason) -> Void) {
-        onLoop { self.disconnectHandlers.append(handler) }
+        onLoop { self.listeners.append(.disconnect(handler)) }
     }
 
     // MARK: Emitting
@@ -357,8 +356,10 @@ public final class SocketIOSocket: @unchecked Sendable {
                 onLoop { self.deliverOnLoop(messages) }
             }
         }
-        for handler in anyHandlers { handler(name, args) }
-        for handler in handlers[name] ?? [] { handler(args, ack) }
+        // The snapshot keeps the order stable if a handler registers another.
+        let listeners = self.listeners
+        for case .any(let handler) in listeners { handler(name, args) }
+        for case .event(let event, let handler) in listeners where event == name { handler(args, ack) }
     }
 
     func didReceiveAck(_ packet: SocketIOPacket) {
@@ -371,7 +372,7 @@ public final class SocketIOSocket: @unchecked Sendable {
     func didClose(reason: SocketDisconnectReason) {
         eventLoop.assertInEventLoop()
         guard isConnectedOnLoop else { return }
-        for handler in disconnectingHandlers { handler(reason) }
+        for case .disconnecting(let handler) in listeners { handler(reason) }
         let roomsAtClose = rooms
         isConnectedOnLoop = false
         namespace.adapter.delAll(id)
@@ -387,11 +388,15 @@ public final class SocketIOSocket: @unchecked Sendable {
         } else if namespace.server.configuration.connectionStateRecovery != nil {
             namespace.adapter.sessionClosed(socketId: id)
         }
-        for handler in disconnectHandlers { handler(reason) }
-        handlers.removeAll()
-        anyHandlers.removeAll()
-        disconnectingHandlers.removeAll()
-        disconnectHandlers.removeAll()
+        for case .disconnect(let handler) in listeners { handler(reason) }
+        listeners.removeAll()
+    }
+
+    private enum Listener {
+        case event(String, EventHandler)
+        case any(AnyEventHandler)
+        case disconnecting(@Sendable (SocketDisconnectReason) -> Void)
+        case disconnect(@Sendable (SocketDisconnectReason) -> Void)
     }
 
     func describe() -> SocketDescription {

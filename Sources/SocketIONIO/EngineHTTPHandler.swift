@@ -284,7 +284,8 @@ final class EngineHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         var headers: [(name: String, value: String)] = []
         var positions: [String: Int] = [:]
         for header in head.headers {
-            let name = header.name.lowercased()
+            let lowered = header.name.lowercased()
+            let name = internedHeaderNames[lowered] ?? lowered
             if let position = positions[name] {
                 headers[position].value += ", " + header.value
             } else if headers.count < maxHandshakeHeaders {
@@ -302,4 +303,13 @@ final class EngineHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             clientAddress: client?.description
         )
     }
+
+    /// Names browsers and WebSocket clients send that are too long for Swift's inline strings
+    /// (over 15 bytes): kept as these literals, a session's handshake holds no copy of them.
+    static let internedHeaderNames: [String: String] = Dictionary(uniqueKeysWithValues: [
+        "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol",
+        "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "upgrade-insecure-requests",
+        "sec-ch-ua-platform", "sec-ch-ua-mobile", "sec-fetch-storage-access", "access-control-request-method",
+        "access-control-request-headers",
+    ].map { ($0, $0) })
 }

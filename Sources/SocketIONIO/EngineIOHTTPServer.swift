@@ -132,7 +132,6 @@ public final class EngineIOHTTPServer: Sendable {
         }
         let routes = self.routes
         let openChannels = self.openChannels
-        let maxFrameSize = max(endpoints.map(\.configuration.maxPayload).max() ?? 1 << 20, 1 << 10)
         let backlog = endpoints.map(\.configuration.maxPendingConnections).max() ?? 1024
         let maxConnections = configuration.admission.maxConnections
         let timeouts = configuration.timeouts
@@ -161,7 +160,7 @@ public final class EngineIOHTTPServer: Sendable {
                 }
                 channel.closeFuture.whenComplete { _ in _ = openChannels.withLockedValue { $0.removeValue(forKey: id) } }
                 return Self.configureChildChannel(
-                    channel, routes: routes, maxFrameSize: maxFrameSize, timeouts: timeouts, maxPipelinedRequests: maxPipelinedRequests
+                    channel, routes: routes, timeouts: timeouts, maxPipelinedRequests: maxPipelinedRequests
                 )
             }
             .bind(host: configuration.host, port: configuration.port)
@@ -200,12 +199,10 @@ public final class EngineIOHTTPServer: Sendable {
     // MARK: Pipeline
 
     private static func configureChildChannel(
-        _ channel: any Channel, routes: EngineHTTPRoutes, maxFrameSize: Int, timeouts: HTTPConnectionTimeouts,
+        _ channel: any Channel, routes: EngineHTTPRoutes, timeouts: HTTPConnectionTimeouts,
         maxPipelinedRequests: Int
     ) -> EventLoopFuture<Void> {
-        let upgrader = NIOWebSocketServerUpgrader(
-            maxFrameSize: maxFrameSize,
-            automaticErrorHandling: true,
+        let upgrader = EngineWebSocketUpgrader(
             shouldUpgrade: { channel, head in
                 guard webSocketRole(head: head, routes: routes, channel: channel) != nil else {
                     return channel.eventLoop.makeSucceededFuture(nil)
@@ -213,23 +210,12 @@ public final class EngineIOHTTPServer: Sendable {
                 removeHTTPGuards(from: channel)
                 return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
             },
-            upgradePipelineHandler: { channel, head in
-                guard let (role, endpoint) = webSocketRole(head: head, routes: routes, channel: channel) else {
-                    return channel.close()
-                }
-                let limit = endpoint.configuration.maxPayload
-                let budget = endpoint.configuration.maxOutboundBufferBytes
-                return channel.pipeline.removeHandler(name: EngineHTTPHandler.name).flatMapThrowing {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(EngineFrameWriter(), position: .first)
-                    try sync.addHandler(NIOWebSocketFrameAggregator(
-                        minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024, maxAccumulatedFrameSize: limit
-                    ))
-                    try sync.addHandler(EngineWebSocketHandler(
-                        role: role, channelLoop: channel.eventLoop, outboundBudget: budget,
-                        minimumFlushGap: endpoint.configuration.webSocketMinimumFlushGap, maxPayload: limit
-                    ))
-                }
+            makeHandler: { channel, head in
+                guard let (role, endpoint) = webSocketRole(head: head, routes: routes, channel: channel) else { return nil }
+                return EngineWebSocketHandler(
+                    role: role, channelLoop: channel.eventLoop, outboundBudget: endpoint.configuration.maxOutboundBufferBytes,
+                    minimumFlushGap: endpoint.configuration.webSocketMinimumFlushGap, maxPayload: endpoint.configuration.maxPayload
+                )
             }
         )
         return channel.eventLoop.makeCompletedFuture {

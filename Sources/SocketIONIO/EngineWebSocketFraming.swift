@@ -2,10 +2,9 @@ import EngineIO
 import NIOCore
 
 /// Server-to-client WebSocket frames for Engine.IO packets, header and payload in ONE
-/// buffer (RFC 6455 section 5.2: FIN set, no mask). A frame made this way is written
-/// below NIO's `WebSocketFrameEncoder` (see `EngineFrameWriter`), so a broadcast costs one
-/// shared buffer and one pipeline step per recipient instead of a header allocation, a
-/// payload copy and a walk through every handler.
+/// buffer (RFC 6455 section 5.2: FIN set, no mask), written by `EngineWebSocketHandler`
+/// straight to the socket: a broadcast costs one shared buffer per recipient, not a header
+/// allocation and a payload copy.
 enum EngineWebSocketFraming {
     private static let finBit: UInt8 = 0x80
     private static let textOpcode: UInt8 = 0x1
@@ -42,12 +41,20 @@ enum EngineWebSocketFraming {
         frame.writeImmutableBuffer(packet.payload)
         return frame
     }
-}
 
-/// Sits first in an upgraded channel's pipeline (next to the socket). `EngineWebSocketHandler`
-/// writes finished frames (`ByteBuffer`) through this handler's context so they skip the
-/// handlers above; everything else written by the pipeline passes through unchanged.
-final class EngineFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+    enum ControlOpcode: UInt8 {
+        case connectionClose = 0x8
+        case pong = 0xA
+    }
+
+    /// A control frame (section 5.5): its payload is at most 125 bytes (longer input is cut,
+    /// which never happens for the close codes and ping payloads answered here).
+    static func controlFrame(_ opcode: ControlOpcode, payload: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let length = min(payload.readableBytes, 125)
+        var frame = allocator.buffer(capacity: 2 + length)
+        frame.writeInteger(finBit | opcode.rawValue)
+        frame.writeInteger(UInt8(length))
+        frame.writeImmutableBuffer(payload.getSlice(at: payload.readerIndex, length: length) ?? ByteBuffer())
+        return frame
+    }
 }

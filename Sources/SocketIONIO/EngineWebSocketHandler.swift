@@ -22,20 +22,23 @@ import NIOWebSocket
 /// Sendable because its mutable state is touched only on the channel's loop: the session
 /// (which may live on another loop) calls `sendFromSession`/`closeFromSession`, which hop.
 final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
-    enum Role {
+    /// Boxed (`indirect`): the handshake is needed only until the handler is added, and
+    /// inline it made every WebSocket's handler larger for the connection's whole life.
+    indirect enum Role {
         case handshake(EngineIOEndpoint, EngineHandshakeRequest)
         case probe(EngineSession)
     }
 
-    private let role: Role
+    /// Until the handler is added.
+    private var role: Role?
     private let channelLoop: any EventLoop
     private var context: ChannelHandlerContext?
-    /// Where finished frames are written (see `EngineFrameWriter`); nil only in pipelines
-    /// built without it, which then frame through NIO's encoder.
-    private var frameWriterContext: ChannelHandlerContext?
+    /// The client's frames: this handler is the whole WebSocket pipeline (see
+    /// `EngineWebSocketUpgrader`), reading raw bytes and writing finished frames.
+    private var reader: WebSocketMessageReader
     private var session: EngineSession?
     private var closing = false
     private var flushInFlight = false {
@@ -58,11 +61,8 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     /// waiting packets: a client that floods pings and never reads would otherwise grow
     /// the server's write queue without bound.
     private var controlBytesInFlight = 0
-    /// The endpoint's limit; the shared frame decoder only knows the largest of all endpoints.
-    private let maxPayload: Int
-
     init(role: Role, channelLoop: any EventLoop, outboundBudget: Int, minimumFlushGap: TimeAmount, maxPayload: Int) {
-        self.maxPayload = maxPayload
+        self.reader = WebSocketMessageReader(maxMessageBytes: maxPayload)
         self.role = role
         self.channelLoop = channelLoop
         self.outboundBudget = max(outboundBudget, 1)
@@ -76,7 +76,8 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.frameWriterContext = try? context.pipeline.syncOperations.context(handlerType: EngineFrameWriter.self)
+        guard let role else { return }
+        self.role = nil
         switch role {
         case .handshake(let endpoint, let request):
             let session = endpoint.createSession(transport: .websocket, on: context.eventLoop, handshake: request)
@@ -96,35 +97,43 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        self.frameWriterContext = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        guard !closing else { return }
         readInProgress = true
-        if frame.length > maxPayload {
-            session?.endpoint.logger.info("closing WebSocket: message over maxPayload", metadata: ["bytes": "\(frame.length)"])
-            sendCloseAndClose(context: context, code: .messageTooLarge)
-            return
+        reader.append(unwrapInboundIn(data))
+        do {
+            while !closing, let message = try reader.next() {
+                receive(message, context: context)
+            }
+        } catch {
+            let tooLarge = error == .tooLarge
+            session?.endpoint.logger.info(
+                "closing WebSocket: \(tooLarge ? "message over maxPayload" : "protocol error")")
+            sendCloseAndClose(context: context, code: tooLarge ? .messageTooLarge : .protocolError)
         }
-        switch frame.opcode {
-        case .text:
+    }
+
+    private func receive(_ message: WebSocketMessageReader.Message, context: ChannelHandlerContext) {
+        switch message {
+        case .text(let payload):
             do {
-                let packet = try EnginePacketCodec.decodeTextFrame(frame.unmaskedData)
+                let packet = try EnginePacketCodec.decodeTextFrame(payload)
                 toSession { $0.webSocketReceived(packet, from: $1) }
             } catch {
                 toSession { $0.webSocketReceivedUndecodableData(from: $1) }
             }
-        case .binary:
-            let packet = EnginePacketCodec.decodeBinaryFrame(frame.unmaskedData)
+        case .binary(let payload):
+            let packet = EnginePacketCodec.decodeBinaryFrame(payload)
             toSession { $0.webSocketReceived(packet, from: $1) }
-        case .ping:
-            sendPong(context: context, payload: frame.unmaskedData)
-        case .connectionClose:
+        case .ping(let payload):
+            sendPong(context: context, payload: payload)
+        case .pong:
+            break
+        case .close:
             // Echo the close (RFC 6455 section 5.5.1), then let the peer go.
             sendCloseAndClose(context: context, code: .normalClosure)
-        default:
-            break
         }
     }
 
@@ -144,13 +153,8 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Fragmented messages over maxPayload end here (single frames are caught by the
-        // frame decoder, which answers 1009 itself).
-        if error is NIOWebSocketFrameAggregator.Error {
-            sendCloseAndClose(context: context, code: .messageTooLarge)
-        } else {
-            context.close(promise: nil)
-        }
+        // Frames are read here, so what reaches this point is the socket's own error.
+        context.close(promise: nil)
     }
 
     // MARK: Called by the session, from any loop
@@ -220,7 +224,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         }
         let lastWritten = context.eventLoop.makePromise(of: Void.self)
         write(packets.last!, context: context, promise: lastWritten)
-        (frameWriterContext ?? context).flush()
+        context.flush()
         // A client that stops reading keeps this write pending; then everything else
         // piles up in `waitingPackets`, which is bounded.
         lastWritten.futureResult.assumeIsolated().whenComplete { result in
@@ -252,19 +256,13 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     private func write(_ packet: EnginePacket, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        if let writer = frameWriterContext {
-            let frame = EngineWebSocketFraming.frame(for: packet, allocator: context.channel.allocator)
-            if let tail = frame.tail {
-                // Two buffers, one `writev`: the tail stays the one buffer every recipient shares.
-                writer.write(NIOAny(frame.head), promise: nil)
-                writer.write(NIOAny(tail), promise: promise)
-            } else {
-                writer.write(NIOAny(frame.head), promise: promise)
-            }
+        let frame = EngineWebSocketFraming.frame(for: packet, allocator: context.channel.allocator)
+        if let tail = frame.tail {
+            // Two buffers, one `writev`: the tail stays the one buffer every recipient shares.
+            context.write(wrapOutboundOut(frame.head), promise: nil)
+            context.write(wrapOutboundOut(tail), promise: promise)
         } else {
-            let data = EnginePacketCodec.encodeFrame(packet, allocator: context.channel.allocator)
-            let frame = WebSocketFrame(fin: true, opcode: packet.isBinary ? .binary : .text, data: data)
-            context.write(wrapOutboundOut(frame), promise: promise)
+            context.write(wrapOutboundOut(frame.head), promise: promise)
         }
     }
 
@@ -288,7 +286,8 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         controlBytesInFlight += cost
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { _ in self.controlBytesInFlight -= cost }
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: written)
+        let pong = EngineWebSocketFraming.controlFrame(.pong, payload: payload, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(pong), promise: written)
     }
 
     /// Writes what is still waiting, then the close frame, then closes the socket.
@@ -302,7 +301,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         waitingBytes = 0
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
-        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        let frame = EngineWebSocketFraming.controlFrame(.connectionClose, payload: data, allocator: context.channel.allocator)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
             channel.close(promise: nil)

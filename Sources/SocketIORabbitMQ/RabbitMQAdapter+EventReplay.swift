@@ -47,26 +47,14 @@ extension RabbitMQAdapter {
             if Self.now() &- lastRead.withLockedValue({ $0 }) > Self.replayIdleNanoseconds { Task { try? await consumer.cancel() } }
         }
         defer { watchdog.cancel() }
-        var unacked = 0
-        for try await delivery in consumer {
-            lastRead.withLockedValue { $0 = Self.now() }
-            unacked += 1
-            if unacked >= 500 {
-                try await delivery.ack(multiple: true)
-                unacked = 0
-            }
-            guard let streamOffset = Self.streamOffset(of: delivery) else { continue }
-            for (index, body) in ((try? ClusterBatchCodec.split(delivery.body)) ?? []).enumerated() {
-                guard let message = try? ClusterMessageCodec.decode(body) else { continue }
-                switch replay.read(message, at: StreamPosition(offset: streamOffset, index: index)) {
-                case .skip: continue
-                case .observe(let packet): if let event = RecoverableEvent(packet) { observer(event) }
-                case .caughtUp:
-                    try? await consumer.cancel()
-                    return true
-                }
+        return try await readStreamMessages(consumer, onDelivery: { lastRead.withLockedValue { $0 = Self.now() } }) { message, position in
+            switch replay.read(message, at: position) {
+            case .skip: return false
+            case .observe(let packet):
+                if let event = RecoverableEvent(packet) { observer(event) }
+                return false
+            case .caughtUp: return true
             }
         }
-        return false
     }
 }

@@ -1,7 +1,6 @@
 import EngineIO
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import Testing
 @testable import SocketIONIO
 
@@ -248,6 +247,37 @@ private let websocket = "/engine.io/?EIO=4&transport=websocket"
         }
     }
 
+    @Test func aFrameAgainstTheProtocolCloses1002() async throws {
+        try await withTestServer { _, port, delegate in
+            let socket = try await TestWebSocket.connect(port: port, uri: websocket)
+            _ = try await socket.nextText()
+            // A (masked, empty) continuation frame with no message to continue.
+            try await socket.channel.writeAndFlush(ByteBuffer(bytes: [0x80, 0x80, 1, 2, 3, 4]))
+            #expect(try await socket.next() == .close(code: 1002))
+            try await delegate.waitUntil { $0.closed.count == 1 }
+            // An unmasked frame: every client masks (RFC 6455 section 5.1).
+            let unmasked = try await TestWebSocket.connect(port: port, uri: websocket)
+            _ = try await unmasked.nextText()
+            try await unmasked.channel.writeAndFlush(ByteBuffer(bytes: [0x81, 2] + Array("4x".utf8)))
+            #expect(try await unmasked.next() == .close(code: 1002))
+            try await delegate.waitUntil { $0.closed.count == 2 }
+            #expect(delegate.record.withLockedValue { $0.received }.isEmpty, "nothing of either reached the application")
+        }
+    }
+
+    @Test func aFragmentedMessageArrivesWhole() async throws {
+        try await withTestServer { _, port, delegate in
+            let socket = try await TestWebSocket.connect(port: port, uri: websocket)
+            _ = try await socket.nextText()
+            // "4he" then "llo", a ping between them (masked with a zero key: the bytes as they are).
+            let key: [UInt8] = [0, 0, 0, 0]
+            try await socket.channel.writeAndFlush(ByteBuffer(bytes: [0x01, 0x83] + key + Array("4he".utf8) + [0x89, 0x80] + key
+                                                                 + [0x80, 0x83] + key + Array("llo".utf8)))
+            try await delegate.waitUntil { !$0.received.isEmpty }
+            #expect(delegate.record.withLockedValue { $0.received } == [EngineMessage(text: "hello")])
+        }
+    }
+
     @Test func messagesSentInOneTickAfterTheFirstWaitForOneLaterFlush() async throws {
         let greeting = [EngineMessage(text: "a")]
         try await withTestServer(configure: { $0.webSocketMinimumFlushGap = .milliseconds(5) }, delegate: RecordingDelegate(greeting: greeting)) { _, port, delegate in
@@ -307,52 +337,6 @@ private let websocket = "/engine.io/?EIO=4&transport=websocket"
             #expect(delegate.closeReasons == [.slowClient])
             await socket.close()
         }
-    }
-
-    @Test func shutdownClosesConnectionsWithServerShuttingDown() async throws {
-        let delegate = RecordingDelegate()
-        var configuration = EngineServerConfiguration(pingInterval: .seconds(10), pingTimeout: .seconds(10))
-        configuration.webSocketMinimumFlushGap = .zero
-        let server = EngineIOHTTPServer(
-            configuration: .init(host: "127.0.0.1", port: 0),
-            endpoints: [EngineIOEndpoint(path: "/engine.io/", configuration: configuration, delegate: delegate)]
-        )
-        try await server.start()
-        let port = try #require(server.port)
-        let socket = try await TestWebSocket.connect(port: port, uri: websocket)
-        _ = try await socket.nextText()
-        _ = try await openPollingSession(port: port)
-        await server.shutdown()
-        #expect(try await socket.next() == .close(code: 1000))
-        try await delegate.waitUntil { $0.closed.count == 2 }
-        #expect(delegate.closeReasons == [.serverShuttingDown, .serverShuttingDown])
-        await #expect(throws: (any Error).self) { _ = try await TestHTTP.request(port: port, uri: poll) }
-    }
-
-    @Test func shutdownReturnsWhenTheSessionsEndedNotAfterTheGracePeriod() async throws {
-        let delegate = RecordingDelegate()
-        var configuration = EngineServerConfiguration(pingInterval: .seconds(10), pingTimeout: .seconds(10))
-        configuration.webSocketMinimumFlushGap = .zero
-        var http = EngineIOHTTPServerConfiguration(host: "127.0.0.1", port: 0)
-        http.shutdownGracePeriod = .seconds(120)
-        let endpoint = EngineIOEndpoint(path: "/engine.io/", configuration: configuration, delegate: delegate)
-        let server = EngineIOHTTPServer(configuration: http, endpoints: [endpoint])
-        try await server.start()
-        let port = try #require(server.port)
-        let socket = try await TestWebSocket.connect(port: port, uri: websocket)
-        _ = try await socket.nextText()
-        let sid = try await openPollingSession(port: port)
-        async let parked = TestHTTP.request(port: port, uri: poll + "&sid=\(sid)")
-        try await delegate.waitUntil { $0.opened.count == 2 }
-        try await Task.sleep(nanoseconds: 200_000_000)  // the GET is parked
-        let started = ContinuousClock.now
-        await server.shutdown()
-        #expect(try await socket.next() == .close(code: 1000))
-        #expect(try await parked.body == "1", "the parked poll gets the close packet")
-        // Waiting out the grace period would take two minutes (and the heartbeat timeout 20 s):
-        // ending with the session takes a round trip.
-        #expect(ContinuousClock.now - started < .seconds(10))
-        try await endpoint.sessionsEnded(on: MultiThreadedEventLoopGroup.singleton.any()).get()
     }
 }
 

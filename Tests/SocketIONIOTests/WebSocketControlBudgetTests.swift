@@ -34,8 +34,10 @@ private final class StalledPeer: ChannelOutboundHandler, @unchecked Sendable {
         return (channel, delegate)
     }
 
-    private static func ping() -> WebSocketFrame {
-        WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(bytes: Array(repeating: 7, count: 125)))
+    /// A client's ping with 125 bytes, on the wire (unmasked: the server reads both).
+    private static func ping() -> ByteBuffer {
+        // Masked with a zero key (the payload bytes as they are): clients must mask.
+        ByteBuffer(bytes: [0x89, 0x80 | 125, 0, 0, 0, 0] + Array(repeating: 7, count: 125))
     }
 
     @Test func pongsToAPeerThatNeverReadsCountAgainstTheBudget() throws {
@@ -58,7 +60,7 @@ private final class StalledPeer: ChannelOutboundHandler, @unchecked Sendable {
         let (channel, delegate) = try Self.webSocket(peer: nil)
         for _ in 0..<5_000 {
             try channel.writeInbound(Self.ping())
-            while let _ = try channel.readOutbound(as: WebSocketFrame.self) {}
+            while let _ = try channel.readOutbound(as: ByteBuffer.self) {}
         }
         #expect(delegate.record.withLockedValue { $0.closed.isEmpty })
         _ = try? channel.finish()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,25 @@ def users(chat_node):
     yield open_user
     for user in opened:
         user.close()
+
+
+def rabbitmqctl(*args: str) -> str:
+    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+@pytest.fixture
+def vhost():
+    """A RabbitMQ vhost of the test's own, deleted after it."""
+    name = f"sio-chat-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+def start_node(vhost: str, name: str, env: dict[str, str] | None = None):
+    """A chat node on RabbitMQ in `vhost`, once ready."""
+    node = start_chat(name, "--adapter", "rabbitmq", "--rate-limit", "100", "--rate-burst", "100",
+                      env={"AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}", **(env or {})})
+    wait_ready(node)
+    return node

@@ -9,38 +9,16 @@ stream counts are this test's alone.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
-import uuid
 
 import pytest
 
-from .conftest import ChatUser, broker_reachable, start_chat, wait_ready
+from .conftest import ChatUser, broker_reachable, rabbitmqctl, start_node
 
 pytestmark = pytest.mark.skipif(
     not broker_reachable() and os.environ.get("CI") != "true",
     reason="no RabbitMQ on 127.0.0.1:5672 (scripts/test starts one; in CI this test must run)",
 )
-
-
-def rabbitmqctl(*args: str) -> str:
-    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60, check=True).stdout
-
-
-@pytest.fixture
-def vhost():
-    name = f"sio-history-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
-
-
-def start_node(vhost: str, name: str):
-    node = start_chat(name, "--adapter", "rabbitmq", "--rate-limit", "100", "--rate-burst", "100",
-                      env={"AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"})
-    wait_ready(node)
-    return node
 
 
 def streams(vhost: str) -> dict[str, int]:
