@@ -169,24 +169,13 @@ extension RabbitMQAdapter {
                 Task { try? await consumer.cancel() }
             }
             defer { timeout.cancel() }
-            var unacked = 0
-            for try await delivery in consumer {
-                unacked += 1
-                if unacked >= 500 {
-                    try await delivery.ack(multiple: true)
-                    unacked = 0
-                }
-                guard let streamOffset = Self.streamOffset(of: delivery) else { continue }
-                for (index, body) in ((try? ClusterBatchCodec.split(delivery.body)) ?? []).enumerated() {
-                    guard let message = try? ClusterMessageCodec.decode(body), message.namespace == namespace.name else { continue }
-                    if let found = scan.read(message, at: StreamPosition(offset: streamOffset, index: index)) {
-                        try? await delivery.ack(multiple: true)
-                        try? await consumer.cancel()
-                        if case .refused(let reason) = found { logger.debug("session not restored", metadata: ["reason": "\(reason)"]) }
-                        return found
-                    }
-                }
+            var found: RecoveryStreamScan.Outcome?
+            _ = try await readStreamMessages(consumer) { message, position in
+                found = scan.read(message, at: position)
+                return found != nil
             }
+            if case .refused(let reason)? = found { logger.debug("session not restored", metadata: ["reason": "\(reason)"]) }
+            return found
         } catch {
             logger.warning("session restore failed", metadata: ["error": "\(error)"])
         }
