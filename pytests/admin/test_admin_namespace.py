@@ -13,7 +13,7 @@ import pytest
 import socketio
 
 from auth.test_tokens import SECRET, Refusal, mint
-from chat.conftest import ChatUser, start_chat
+from chat.conftest import ChatUser, serve_memory_node, start_chat
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 
@@ -45,12 +45,7 @@ def wait_until(predicate, timeout=5.0, what="condition"):
 
 @pytest.fixture(scope="module")
 def admin_node():
-    node = start_chat("chat-admin", "--adapter", "memory", "--rate-limit", "1000", "--rate-burst", "1000",
-                      env={"ADMIN_TOKEN": ADMIN_TOKEN})
-    yield node
-    alive = node.is_alive()
-    node.stop()
-    assert alive, f"the chat node died during the tests:\n{node.tail()}"
+    yield from serve_memory_node("chat-admin", {"ADMIN_TOKEN": ADMIN_TOKEN})
 
 
 @pytest.mark.parametrize("auth, code", [

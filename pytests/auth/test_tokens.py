@@ -17,7 +17,7 @@ import pytest
 import socketio
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from chat.conftest import ChatUser, start_chat
+from chat.conftest import ChatUser, serve_memory_node, start_chat
 from interop.rawclient import RawWebSocket
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -79,12 +79,7 @@ class Refusal:
 
 @pytest.fixture(scope="module")
 def signed_node():
-    node = start_chat("chat-auth", "--adapter", "memory", "--rate-limit", "1000", "--rate-burst", "1000",
-                      env={"AUTH_JWT_SECRET": SECRET})
-    yield node
-    alive = node.is_alive()
-    node.stop()
-    assert alive, f"the chat node died during the tests:\n{node.tail()}"
+    yield from serve_memory_node("chat-auth", {"AUTH_JWT_SECRET": SECRET})
 
 
 def test_a_valid_token_names_the_user_and_set_name_is_refused(signed_node):

@@ -88,15 +88,20 @@ class ChatUser:
             self.client.disconnect()
 
 
-@pytest.fixture(scope="module")
-def chat_node():
-    """One node on the in-memory adapter, with a rate limit high enough for bulk tests
-    (the rate-limit test starts its own node with the defaults)."""
-    node = start_chat("chat-memory", "--adapter", "memory", "--rate-limit", "1000", "--rate-burst", "1000")
+def serve_memory_node(name: str, env: dict[str, str] | None = None):
+    """A module's chat node on the in-memory adapter (use with `yield from` in a fixture),
+    with a rate limit high enough for bulk tests; fails if the node died during the tests."""
+    node = start_chat(name, "--adapter", "memory", "--rate-limit", "1000", "--rate-burst", "1000", env=env)
     yield node
     alive = node.is_alive()
     node.stop()
     assert alive, f"the chat node died during the tests:\n{node.tail()}"
+
+
+@pytest.fixture(scope="module")
+def chat_node():
+    """One node on the in-memory adapter (the rate-limit test starts its own node with the defaults)."""
+    yield from serve_memory_node("chat-memory")
 
 
 @pytest.fixture
